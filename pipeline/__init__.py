@@ -1,0 +1,1 @@
+"""Beam stages of the annotation pipeline: read, segment, score, threshold, label, write."""

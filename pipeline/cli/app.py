@@ -1,0 +1,133 @@
+"""The `annotate` Typer application and helpers shared by its commands.
+
+Exit codes: 0 success, 1 the run failed, 2 invalid usage (bad option,
+missing input), reported before any work starts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Annotated, Any
+
+import typer
+
+from pipeline.logs import configure_logging
+
+app = typer.Typer(
+    help=(
+        "Cut a corpus into sentences (code: lines), score every segment, choose a threshold "
+        "per scorer from the global score distribution, and write Parquet shards with a "
+        "control token in front of every segment.\n\n"
+        "Exit codes: 0 success, 1 run failure, 2 usage error."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+logger = logging.getLogger(__name__)
+
+LOCAL_RUNNERS = {"directrunner", "direct", "fnapirunner"}
+
+
+class UsageError(Exception):
+    """An invalid option value; reported as a one-line message with exit code 2."""
+
+
+def parse_assignments(values: list[str], option: str) -> dict[str, str]:
+    """Parse repeated KEY=VALUE options into a dict."""
+    result = {}
+    for value in values:
+        key, sep, item = value.partition("=")
+        if not sep or not key.strip() or not item.strip():
+            raise UsageError(f"{option} expects NAME=VALUE, got {value!r}")
+        result[key.strip()] = item.strip()
+    return result
+
+
+def parse_percentiles(values: list[str]) -> dict[str, float]:
+    result = {}
+    for name, text in parse_assignments(values, "--percentile").items():
+        try:
+            percentile = float(text)
+        except ValueError:
+            raise UsageError(f"--percentile {name}={text}: {text!r} is not a number") from None
+        if not 0 <= percentile <= 100:
+            raise UsageError(
+                f"--percentile {name}={text}: P is a percentage and must be between 0 and 100"
+            )
+        result[name] = percentile
+    return result
+
+
+def parse_scorer_options(values: list[str]) -> dict[str, dict[str, Any]]:
+    """Parse ``SCORER.KEY=VALUE``; VALUE is read as JSON when it parses, else as a string."""
+    result: dict[str, dict[str, Any]] = {}
+    for key, text in parse_assignments(values, "--scorer-option").items():
+        scorer, dot, option = key.partition(".")
+        if not dot or not option:
+            raise UsageError(f"--scorer-option expects SCORER.KEY=VALUE, got {key}={text}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        result.setdefault(scorer, {})[option] = value
+    return result
+
+
+def check_beam_args(args: list[str]) -> None:
+    """Reject arguments that no Beam pipeline option accepts, instead of dropping them."""
+    import argparse
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pending = [PipelineOptions]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        try:
+            cls._add_argparse_args(parser)
+        except argparse.ArgumentError:
+            continue
+    _, unknown = parser.parse_known_args(args)
+    flags = [arg for arg in unknown if arg.startswith("-")]
+    if flags:
+        raise UsageError(
+            f"unknown option {flags[0]}; run 'annotate run --help' for this tool's options "
+            "(other options must be Beam pipeline options)"
+        )
+
+
+def local_runner(runner: str):
+    """Map DirectRunner to Beam's in-process FnApiRunner.
+
+    Beam 2.77's DirectRunner first tries to download and start the Prism
+    runner binary, which fails offline and costs seconds online. The
+    FnApiRunner is the batch engine DirectRunner falls back to, and honours
+    --direct_num_workers and --direct_running_mode.
+    """
+    if runner.lower() not in LOCAL_RUNNERS:
+        return runner
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    logger.info(
+        "running locally on Beam's FnApiRunner (DirectRunner's batch engine, no download); "
+        "pass --runner PrismRunner to use Prism"
+    )
+    return FnApiRunner()
+
+
+def fail(message: str, code: int) -> None:
+    typer.echo(f"annotate: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+Verbose = Annotated[int, typer.Option("--verbose", "-v", count=True, help="More log output.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")]
+
+
+@app.callback()
+def main(verbose: Verbose = 0, quiet: Quiet = False) -> None:
+    configure_logging(verbose=verbose, quiet=quiet)

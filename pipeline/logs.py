@@ -1,0 +1,32 @@
+"""Logging set-up for the command line: lifecycle lines at INFO, Beam's chatter at WARNING."""
+
+from __future__ import annotations
+
+import logging
+
+OWN_LOGGERS = ("pipeline", "scorers", "schemas")
+
+
+class _DropBeamImportNoise(logging.Filter):
+    """Drop Beam's import-time warning about the optional Google Cloud client libraries."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "apitools not found" not in record.getMessage()
+
+
+# Beam logs that warning on the root logger while it is imported, before any
+# handler exists, so the filter sits on the root logger itself.
+logging.getLogger().addFilter(_DropBeamImportNoise())
+
+
+def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
+    """-q: warnings only; default: our INFO lines; -v: Beam's INFO too; -vv: DEBUG."""
+    own_level = logging.WARNING if quiet else logging.DEBUG if verbose >= 2 else logging.INFO
+    other_level = logging.INFO if verbose >= 1 else logging.WARNING
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(other_level)
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(own_level)

@@ -1,0 +1,134 @@
+"""Shard naming, scored-shard writing and reading.
+
+An input file gives one shard, or one shard per `docs_per_shard` documents.
+Names are derived from the input path alone, so a rerun finds the shards an
+earlier attempt completed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import re
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline import files
+from pipeline.read import Document, Rejection, metadata_json
+from pipeline.score import ScoredDocument
+from schemas.output import SCHEMA_METADATA_KEY, score_column
+
+SCORED_DIR = "scored"
+SHARDS_DIR = "shards"
+REJECTED_DIR = "rejected"
+PROGRESS_DIR = "_progress"
+
+
+def shard_stem(input_file: str) -> str:
+    """A readable, collision-free name for an input file: its base name and a path hash."""
+    base = posixpath.basename(input_file.rstrip("/"))
+    base = re.sub(r"\.(jsonl|json|ndjson|parquet)(\.(gz|zst))?$", "", base)
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", base)[:60] or "input"
+    digest = hashlib.sha1(input_file.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{base}-{digest}"
+
+
+def shard_name(input_file: str, index: int) -> str:
+    return f"{shard_stem(input_file)}-{index:05d}"
+
+
+def marker_path(output_dir: str, stage: str, name: str) -> str:
+    return files.join(output_dir, PROGRESS_DIR, stage, f"{name}.json")
+
+
+def scored_columns(batch: Sequence[ScoredDocument], scorer_names: Sequence[str]) -> dict:
+    """Column lists of the scored schema for a batch of documents."""
+    columns: dict[str, list] = {
+        "id": [],
+        "text": [],
+        "kind": [],
+        "segments": [],
+        "segment_starts": [],
+        "segment_ends": [],
+        "num_segments": [],
+        "metadata": [],
+        "input_file": [],
+        "input_line": [],
+    }
+    for name in scorer_names:
+        columns[score_column(name)] = []
+    for scored in batch:
+        document = scored.document
+        columns["id"].append(document.id)
+        columns["text"].append(document.text)
+        columns["kind"].append(scored.kind)
+        columns["segments"].append(scored.segments)
+        columns["segment_starts"].append([start for start, _ in scored.spans])
+        columns["segment_ends"].append([end for _, end in scored.spans])
+        columns["num_segments"].append(len(scored.spans))
+        columns["metadata"].append(metadata_json(document.metadata))
+        columns["input_file"].append(document.input_file)
+        columns["input_line"].append(document.input_line)
+        for name in scorer_names:
+            columns[score_column(name)].append(scored.scores[name])
+    return columns
+
+
+class ParquetShardWriter:
+    """Streams tables into one Parquet file, renamed into place on `close`.
+
+    Memory holds one batch at a time, whatever the shard's size.
+    """
+
+    def __init__(self, path: str, schema: pa.Schema, metadata: dict | None = None) -> None:
+        if metadata:
+            schema = schema.with_metadata({SCHEMA_METADATA_KEY: json.dumps(metadata)})
+        self.schema = schema
+        self.rows = 0
+        self._file = files.AtomicFile(path)
+        self._writer = pq.ParquetWriter(self._file.stream, schema, compression="zstd")
+
+    def write(self, columns: dict) -> None:
+        table = pa.Table.from_pydict(columns, schema=self.schema)
+        self._writer.write_table(table)
+        self.rows += table.num_rows
+
+    def close(self) -> None:
+        self._writer.close()
+        self._file.commit()
+
+    def abort(self) -> None:
+        self._writer.close()
+        self._file.abort()
+
+
+def write_rejections(path: str, rejections: Sequence[Rejection]) -> None:
+    """Write dead-letter records as JSON Lines: the record as read, where it was, and why."""
+    lines = [json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in rejections]
+    data = "".join(lines).encode("utf-8", "surrogatepass")
+    files.write_atomically(path, lambda f: f.write(data))
+
+
+def read_shard(path: str, columns: Sequence[str] | None = None) -> pa.Table:
+    with files.open_read(path) as stream:
+        return pq.read_table(stream, columns=list(columns) if columns else None)
+
+
+def iter_shard_batches(path: str, batch_rows: int = 1024) -> Iterator[pa.RecordBatch]:
+    with files.open_read(path) as stream:
+        yield from pq.ParquetFile(stream).iter_batches(batch_size=batch_rows)
+
+
+def document_counts(documents: Sequence[Document | Rejection]) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for item in documents:
+        if isinstance(item, Rejection):
+            counts[f"rejected_{item.reason}"] += 1
+        else:
+            counts.update(f"repaired_{repair}" for repair in item.repairs)
+    return counts

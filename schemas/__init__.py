@@ -1,0 +1,1 @@
+"""Parquet schemas and run configuration. Imports neither Beam nor the scorers."""
