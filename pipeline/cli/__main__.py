@@ -1,0 +1,5 @@
+"""`python -m pipeline.cli` runs the `annotate` command."""
+
+from pipeline.cli import app
+
+app(prog_name="annotate")
