@@ -1,0 +1,354 @@
+"""Toxicity scores from Detoxify, a BERT-family classifier of Jigsaw toxic comments.
+
+A segment's score is the probability of Detoxify's ``toxicity`` class, the value that
+``Detoxify(...).predict(segment)["toxicity"]`` returns. The scorer batches segments by token
+length for speed; batched scores equal one-at-a-time ``predict`` within float32 rounding.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import pickle
+from collections.abc import Sequence
+from typing import Any
+
+from scorers.base import PROSE, Score, Scorer, ScorerConfigError
+
+logger = logging.getLogger(__name__)
+
+# Keys of detoxify.detoxify.MODEL_URLS (detoxify 0.5.4), repeated here so that the class
+# imports without detoxify installed.
+MODEL_NAMES = ("original", "unbiased", "multilingual", "original-small", "unbiased-small")
+
+# Maximum input length in tokens, [CLS] and [SEP] included, of every Detoxify model
+# (BERT, RoBERTa, XLM-RoBERTa and ALBERT). Longer segments are truncated.
+MODEL_WINDOW = 512
+
+DEFAULT_BATCH_SIZE = 64
+DEFAULT_MAX_TOKENS = 8192
+
+TOXICITY_CLASS = "toxicity"
+
+# detoxify.detoxify.load_checkpoint renames these Jigsaw classes but does not export the map.
+_CLASS_RENAMES = {
+    "toxic": "toxicity",
+    "identity_hate": "identity_attack",
+    "severe_toxic": "severe_toxicity",
+}
+
+_OFFLINE_HINT = (
+    "To run offline, pass --toxicity-checkpoint and --toxicity-hf-dir with local copies, "
+    "or use --scorers toxicity_profanity."
+)
+
+
+class ModelDownloadError(RuntimeError):
+    """Detoxify weights or Hugging Face files could not be downloaded."""
+
+
+class DetoxifyToxicityScorer(Scorer):
+    """Probability of the ``toxicity`` class of a Detoxify model, from 0 to 1.
+
+    Options:
+        model: released Detoxify model to download when ``checkpoint`` is not given, one of
+            `MODEL_NAMES`. Default ``original``.
+        checkpoint: local path or Beam filesystem URI (``gs://...``) of a checkpoint in
+            Detoxify's format. It is loaded with ``torch.load(weights_only=True)``, so a
+            file containing pickled Python objects is rejected instead of run.
+        hf_dir: local directory with the Hugging Face config.json and tokenizer files. When
+            given, the checkpoint's ``model_type`` is replaced by this directory, because
+            Detoxify calls ``from_pretrained`` on ``model_type``; nothing is downloaded
+            from the Hugging Face Hub.
+        device: torch device. Default ``cuda`` when available, else ``cpu``.
+        threads: torch CPU threads, set process-wide with ``torch.set_num_threads``.
+            Default: torch's own default.
+        batch_size: maximum segments per batch. Default 64.
+        max_tokens: maximum padded tokens per batch, rows times the longest row. A segment
+            longer than this forms a batch of its own. Default 8192.
+    """
+
+    name = "toxicity_detoxify_v1"
+    alias = "toxicity"
+    kinds = frozenset({PROSE})
+    description = "Detoxify probability of the 'toxicity' class, 0 (safe) to 1 (toxic)"
+    requires = ("detoxify", "torch", "transformers")
+    install_hint = 'pip install "feedback-annotate[toxicity]"'
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.model_name = options.get("model", "original")
+        if self.model_name not in MODEL_NAMES:
+            raise ScorerConfigError(
+                f"invalid toxicity model {self.model_name!r}; "
+                f"expected one of {', '.join(MODEL_NAMES)}"
+            )
+        self.checkpoint = _optional_path(options.get("checkpoint"))
+        self.hf_dir = _optional_path(options.get("hf_dir"))
+        self.device = options.get("device")
+        self.threads = _positive_int(options, "threads", None)
+        self.batch_size = _positive_int(options, "batch_size", DEFAULT_BATCH_SIZE)
+        self.max_tokens = _positive_int(options, "max_tokens", DEFAULT_MAX_TOKENS)
+        self._detoxify = None
+        self._counts = {"truncated_segments": 0, "duplicate_segments": 0}
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        return (
+            "model",
+            "checkpoint",
+            "hf_dir",
+            "device",
+            "threads",
+            "batch_size",
+            "max_tokens",
+        )
+
+    @property
+    def detoxify(self):
+        """The loaded ``detoxify.Detoxify`` object, whose ``predict`` gives the reference scores."""
+        if self._detoxify is None:
+            raise RuntimeError(f"scorer {self.name} is not set up; call setup() first")
+        return self._detoxify
+
+    def setup(self) -> None:
+        """Load the checkpoint, tokenizer and model, and reset the counts."""
+        self.check_dependencies()
+        import torch
+
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if self.hf_dir is not None and not os.path.isdir(self.hf_dir):
+            raise ScorerConfigError(
+                f"toxicity hf_dir {self.hf_dir!r} is not a directory. Pass the directory "
+                "that contains config.json and the tokenizer files."
+            )
+
+        if self.checkpoint is None:
+            loaded, source = _download_checkpoint(self.model_name), self.model_name
+        else:
+            loaded, source = _read_checkpoint(self.checkpoint), self.checkpoint
+        self._detoxify = _build_detoxify(loaded, source, self.hf_dir, device)
+        self._toxicity_index = self._detoxify.class_names.index(TOXICITY_CLASS)
+        self._window = min(MODEL_WINDOW, self._detoxify.tokenizer.model_max_length)
+        self._counts = dict.fromkeys(self._counts, 0)
+        logger.info("loaded Detoxify model from %s on %s", source, device)
+
+    def teardown(self) -> None:
+        self._detoxify = None
+
+    def stats(self) -> dict[str, int]:
+        """Return counts since setup.
+
+        ``truncated_segments`` counts segments longer than the model window, which are scored
+        on their leading tokens. ``duplicate_segments`` counts segments equal to an earlier
+        segment of the same call, which are scored once.
+        """
+        return dict(self._counts)
+
+    def score_segments(self, segments: Sequence[str]) -> list[Score]:
+        """Return the toxicity probability of each segment, None for blank segments.
+
+        Identical segments are scored once. Segments are sorted by token length and
+        batched within ``batch_size`` and ``max_tokens``, and each batch is padded to its
+        longest row.
+        """
+        detoxify = self.detoxify
+        unique = list(dict.fromkeys(s for s in segments if s.strip()))
+        if not unique:
+            return [None] * len(segments)
+        self._counts["duplicate_segments"] += sum(1 for s in segments if s.strip()) - len(unique)
+
+        encodings, truncated = self._tokenize(unique)
+        self._counts["truncated_segments"] += sum(1 for s in segments if s in truncated)
+
+        scores: dict[str, float] = {}
+        lengths = [len(encoding["input_ids"]) for encoding in encodings]
+        for batch in plan_batches(lengths, self.batch_size, self.max_tokens):
+            batch_scores = self._score_batch(detoxify, [encodings[i] for i in batch])
+            scores.update(zip((unique[i] for i in batch), batch_scores, strict=True))
+        return [scores.get(segment) for segment in segments]
+
+    def _tokenize(self, texts: list[str]) -> tuple[list[dict[str, list[int]]], set[str]]:
+        """Tokenize texts to at most the model window, and return the truncated texts."""
+        tokenizer = self.detoxify.tokenizer
+        # One token over the window reveals truncation, so only those texts are tokenized again.
+        batch = tokenizer(texts, truncation=True, max_length=self._window + 1)
+        encodings = [{key: batch[key][i] for key in batch.keys()} for i in range(len(texts))]
+
+        truncated = [i for i, e in enumerate(encodings) if len(e["input_ids"]) > self._window]
+        if truncated:
+            again = tokenizer(
+                [texts[i] for i in truncated], truncation=True, max_length=self._window
+            )
+            for row, i in enumerate(truncated):
+                encodings[i] = {key: again[key][row] for key in again.keys()}
+        return encodings, {texts[i] for i in truncated}
+
+    def _score_batch(self, detoxify, encodings: list[dict[str, list[int]]]) -> list[float]:
+        import torch
+
+        # Same computation as Detoxify.predict: sigmoid of the logits, one class column.
+        features = detoxify.tokenizer.pad(encodings, return_tensors="pt")
+        features = features.to(detoxify.model.device)
+        with torch.inference_mode():
+            logits = detoxify.model(**features)[0]
+        return torch.sigmoid(logits)[:, self._toxicity_index].cpu().tolist()
+
+
+def plan_batches(lengths: Sequence[int], batch_size: int, max_tokens: int) -> list[list[int]]:
+    """Group row indices into batches, longest rows first.
+
+    A batch contains at most ``batch_size`` rows and, padded to its longest row, at most
+    ``max_tokens`` tokens, except that a row longer than ``max_tokens`` forms its own batch.
+    Ties keep the input order, so the plan is deterministic.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        current = batches[-1] if batches else []
+        # The first row of a batch is its longest, because rows arrive longest first.
+        fits = current and (
+            len(current) < batch_size and (len(current) + 1) * lengths[current[0]] <= max_tokens
+        )
+        if fits:
+            current.append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def _optional_path(value: Any) -> str | None:
+    return None if value is None else os.fspath(value)
+
+
+def _positive_int(options: dict[str, Any], name: str, default: int | None) -> int | None:
+    value = options.get(name, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ScorerConfigError(f"invalid toxicity {name} {value!r}; expected a positive integer")
+    return value
+
+
+def _download_checkpoint(model_name: str) -> dict[str, Any]:
+    """Download a released Detoxify checkpoint, or reuse the copy in the torch hub cache."""
+    import torch
+    from detoxify.detoxify import MODEL_URLS
+
+    url = MODEL_URLS[model_name]
+    logger.info("loading Detoxify %s weights from %s", model_name, url)
+    try:
+        # NOTE: weights_only=False as in Detoxify itself. check_hash compares only the
+        # 8-hex-digit SHA-256 prefix in the file name, which detects corruption, not tampering.
+        return torch.hub.load_state_dict_from_url(
+            url, map_location="cpu", check_hash=True, weights_only=False
+        )
+    except (OSError, RuntimeError) as error:
+        raise ModelDownloadError(
+            f"Detoxify {model_name!r} weights could not be downloaded from {url}: {error}. "
+            f"{_OFFLINE_HINT}"
+        ) from error
+
+
+def _read_checkpoint(path: str) -> dict[str, Any]:
+    """Load a Detoxify-format checkpoint from a local path or Beam filesystem URI."""
+    import torch
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        with FileSystems.open(path) as file:
+            data = file.read()
+    except (OSError, ValueError) as error:
+        raise ScorerConfigError(
+            f"toxicity checkpoint {path!r} could not be read: {error}. "
+            "Check the --toxicity-checkpoint path."
+        ) from error
+
+    try:
+        loaded = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ScorerConfigError(
+            f"toxicity checkpoint {path!r} was rejected by torch.load(weights_only=True): "
+            f"{_unpickler_reason(error)}. Only tensors and plain containers are loaded, "
+            "because unpickling other objects could run code. Save the checkpoint as a dict "
+            "of plain values ('config') and tensors ('state_dict')."
+        ) from error
+    except (RuntimeError, EOFError, KeyError, ValueError) as error:
+        raise ScorerConfigError(
+            f"toxicity checkpoint {path!r} is not a readable torch checkpoint: {error!r}"
+        ) from error
+    return loaded
+
+
+def _unpickler_reason(error: Exception) -> str:
+    """Return the torch message line that names the rejected global, without its advice."""
+    for line in str(error).splitlines():
+        line = line.strip()
+        if line.startswith("WeightsUnpickler error:"):
+            reason = line.removeprefix("WeightsUnpickler error:")
+            return reason.split(" Please use")[0].strip()
+    return str(error).split("\n", 1)[0]
+
+
+def _check_checkpoint_format(loaded: Any, source: str) -> None:
+    try:
+        loaded["state_dict"]
+        loaded["config"]["arch"]["args"]["model_type"]
+        loaded["config"]["dataset"]["args"]["classes"]
+    except (KeyError, TypeError, IndexError) as error:
+        raise ScorerConfigError(
+            f"toxicity checkpoint {source!r} is not in Detoxify's format (missing or invalid "
+            f"key: {error}). Expected config.arch.args, config.dataset.args.classes and "
+            "state_dict."
+        ) from error
+
+
+def _build_detoxify(loaded: dict[str, Any], source: str, hf_dir: str | None, device: str):
+    """Build a ``Detoxify`` object around the loaded checkpoint without reloading it.
+
+    ``Detoxify.__init__`` would load the checkpoint again with ``weights_only=False``, so
+    the object is created empty and given what ``detoxify.detoxify.load_checkpoint`` would
+    have set.
+    """
+    from detoxify.detoxify import Detoxify, get_model_and_tokenizer
+
+    _check_checkpoint_format(loaded, source)
+    arch_args = dict(loaded["config"]["arch"]["args"])
+    if hf_dir is not None:
+        arch_args["model_type"] = hf_dir
+    model, tokenizer = _load_model_and_tokenizer(
+        get_model_and_tokenizer, arch_args, loaded["state_dict"], hf_dir
+    )
+
+    class_names = [_CLASS_RENAMES.get(c, c) for c in loaded["config"]["dataset"]["args"]["classes"]]
+    if TOXICITY_CLASS not in class_names:
+        raise ScorerConfigError(
+            f"toxicity checkpoint {source!r} has no {TOXICITY_CLASS!r} class. "
+            f"Its classes are {class_names}."
+        )
+
+    detoxify = object.__new__(Detoxify)
+    detoxify.model = model.to(device).eval()
+    detoxify.tokenizer = tokenizer
+    detoxify.class_names = class_names
+    detoxify.device = device
+    return detoxify
+
+
+def _load_model_and_tokenizer(get_model_and_tokenizer, arch_args, state_dict, hf_dir):
+    model_type = arch_args["model_type"]
+    try:
+        return get_model_and_tokenizer(**arch_args, state_dict=state_dict)
+    except OSError as error:
+        if hf_dir is not None:
+            raise ScorerConfigError(
+                f"toxicity hf_dir {hf_dir!r} does not contain a usable Hugging Face config "
+                f"and tokenizer: {error}"
+            ) from error
+        raise ModelDownloadError(
+            f"the Hugging Face config and tokenizer {model_type!r} could not be loaded or "
+            f"downloaded: {error}. {_OFFLINE_HINT}"
+        ) from error
