@@ -50,6 +50,7 @@ class DocumentScorer:
         self.segmenter = Segmenter(segment_options)
         self.fail_fast = fail_fast
         self.counts: Counter[str] = Counter()
+        self._scorer_stats: dict[str, dict[str, int]] = {}
 
     def setup(self) -> None:
         for scorer in self.scorers:
@@ -72,7 +73,17 @@ class DocumentScorer:
             self.counts[f"segments_{kind}"] += len(spans)
         for scorer in self.scorers:
             self._apply(scorer, scored)
+            self._collect_stats(scorer)
         return scored
+
+    def _collect_stats(self, scorer: Scorer) -> None:
+        """Add what the scorer counted since the last batch, as ``<scorer name>_<count>``."""
+        current = scorer.stats()
+        previous = self._scorer_stats.get(scorer.name, {})
+        for key, value in current.items():
+            if value != previous.get(key, 0):
+                self.counts[f"{scorer.name}_{key}"] += value - previous.get(key, 0)
+        self._scorer_stats[scorer.name] = dict(current)
 
     def _apply(self, scorer: Scorer, batch: list[ScoredDocument]) -> None:
         applicable = [doc for doc in batch if scorer.applies_to(doc.kind)]

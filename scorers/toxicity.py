@@ -116,6 +116,10 @@ class DetoxifyToxicityScorer(Scorer):
         """Load the checkpoint, tokenizer and model, and reset the counts."""
         self.check_dependencies()
         import torch
+        import transformers
+
+        # The per-tensor "Loading weights" bar would print once per worker.
+        transformers.utils.logging.disable_progress_bar()
 
         if self.threads is not None:
             torch.set_num_threads(self.threads)

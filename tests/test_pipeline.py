@@ -9,10 +9,16 @@ from pipeline.label import remove_tokens
 from pipeline.run import run
 from schemas.config import LabelOptions, RunConfig
 from schemas.output import labelled_schema, score_column
+from scorers.testing import write_detoxify_checkpoint
 from tests.conftest import sample_records, write_jsonl
 
-SCORERS = ("toxicity_profanity", "code_style")
-NAMES = ["toxicity_profanity_v1", "code_style_pycodestyle_v1"]
+SCORERS = ("toxicity", "toxicity_profanity", "pii", "code_style")
+NAMES = [
+    "toxicity_detoxify_v1",
+    "toxicity_profanity_v1",
+    "pii_presidio_v1",
+    "code_style_pycodestyle_v1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +29,15 @@ def finished_run(tmp_path_factory):
     records = sample_records(("benign", "code", "mixed", "offensive", "prose_pii"), 3)
     records.append({"id": "empty-1", "text": "", "lang": "en"})
     records.append({"id": "blank-1", "text": "   \n\t  ", "lang": "en"})
+    records.append({"id": "runon-1", "text": " ".join(["lorem"] * 600), "lang": "en"})
     source = write_jsonl(root / "in.jsonl", records)
-    config = RunConfig(inputs=str(source), output_dir=str(root / "out"), scorers=SCORERS)
+    checkpoint, hf_dir = write_detoxify_checkpoint(root / "model")
+    config = RunConfig(
+        inputs=str(source),
+        output_dir=str(root / "out"),
+        scorers=SCORERS,
+        scorer_options={"toxicity": {"checkpoint": str(checkpoint), "hf_dir": str(hf_dir)}},
+    )
     manifest = run(config, runner=FnApiRunner())
     table = pq.read_table(root / "out" / "shards")
     return records, manifest, table, root / "out"
@@ -57,11 +70,14 @@ def test_one_token_per_non_blank_segment(finished_run):
 def test_scores_only_for_applicable_kind(finished_run):
     _, _, table, _ = finished_run
     for row in table.to_pylist():
+        prose_columns = [score_column(name) for name in NAMES[:3]]
+        code_column = score_column("code_style_pycodestyle_v1")
         if row["kind"] == "code":
-            assert row[score_column("toxicity_profanity_v1")] is None
-            assert len(row[score_column("code_style_pycodestyle_v1")]) == row["num_segments"]
+            assert all(row[column] is None for column in prose_columns)
+            assert len(row[code_column]) == row["num_segments"]
         else:
-            assert row[score_column("code_style_pycodestyle_v1")] is None
+            assert all(len(row[column]) == row["num_segments"] for column in prose_columns)
+            assert row[code_column] is None
 
 
 def test_offsets_slice_segments(finished_run):
@@ -75,7 +91,8 @@ def test_offsets_slice_segments(finished_run):
 
 def test_metadata_kept(finished_run):
     records, _, table, _ = finished_run
-    metadata = dict(zip(table.column("id").to_pylist(), table.column("metadata").to_pylist()))
+    ids, metadata_column = table.column("id").to_pylist(), table.column("metadata").to_pylist()
+    metadata = dict(zip(ids, metadata_column, strict=True))
     for record in records:
         expected = {k: v for k, v in record.items() if k not in ("id", "text")}
         assert json.loads(metadata[record["id"]]) == expected
@@ -105,9 +122,13 @@ def test_manifest_and_thresholds(finished_run):
 def test_profanity_threshold_is_fifth_percentile(finished_run):
     _, _, table, out = finished_run
     name = "toxicity_profanity_v1"
-    scores = sorted(
-        s for row in table.column(score_column(name)).to_pylist() if row for s in row if s is not None
-    )
+    rows = table.column(score_column(name)).to_pylist()
+    scores = sorted(s for row in rows if row for s in row if s is not None)
     threshold = json.loads((out / "thresholds.json").read_text())[name]["threshold"]
     rank = sum(1 for s in scores if s <= threshold) / len(scores)
     assert 0.04 <= rank <= 0.07
+
+
+def test_scorer_counts_reach_manifest(finished_run):
+    _, manifest, _, _ = finished_run
+    assert manifest["all_counts"]["toxicity_detoxify_v1_truncated_segments"] == 1

@@ -7,8 +7,8 @@ from pipeline.read import Document, Rejection, list_input_files, parse_record, r
 from schemas.config import ReadOptions
 
 
-def parse(line: bytes, options: ReadOptions = ReadOptions()):
-    return parse_record(line, "/data/part.jsonl", 7, options)
+def parse(line: bytes, options: ReadOptions | None = None):
+    return parse_record(line, "/data/part.jsonl", 7, options or ReadOptions())
 
 
 def test_record_fields_become_metadata():
