@@ -165,8 +165,8 @@ def _has_lone_surrogate(text: str) -> bool:
 
 
 def _replace_lone_surrogates(text: str) -> str:
-    # A valid surrogate pair cannot occur in a Python str decoded from JSON
-    # text that json.loads accepted as a pair; what remains is a lone half.
+    # json.loads joins an escaped surrogate pair into one code point, so any
+    # surrogate left in the str is a lone half.
     return "".join(REPLACEMENT_CHARACTER if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
 
 

@@ -4,7 +4,7 @@ from schemas.config import LabelOptions
 THRESHOLDS = {"tox": 0.5, "pii": 0.0}
 
 
-def test_good_only_when_every_scorer_is_at_or_below_threshold():
+def test_good_needs_every_scorer_safe():
     segments = ["A. ", "B. ", "C. ", "D."]
     scores = {"tox": [0.5, 0.6, 0.1, 0.1], "pii": [0.0, 0.0, 0.01, 0.0]}
     assert label_segments(segments, scores, THRESHOLDS) == [GOOD, BAD, BAD, GOOD]
