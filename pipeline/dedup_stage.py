@@ -8,12 +8,11 @@ and once more by the scoring pass, which skips the removed lines.
                 -> one union-find over all edges (`DuplicateClusters`)
                 -> (input file, (line, kept document key)) per removed document
 
-Limits: a bucket's members are held in memory by one worker, so the largest
-cluster of copies must fit there (about 600 bytes per member with 128
-permutations). The union-find is one global combine. Partial results merge per
-bundle, and the final merge keeps every document that has a duplicate in memory. The
-shuffle carries each document once per band with its signature
-(4 bytes per permutation).
+Limits (docs/dedup.md gives numbers): one worker keeps all members of a bucket
+in memory, so the largest cluster of copies must fit there. The union-find is
+one global combine. Partial results merge per bundle, and the final merge keeps
+every document that has a duplicate in memory. The shuffle carries each
+document once per band with its signature (4 bytes per permutation).
 """
 
 from __future__ import annotations
@@ -77,14 +76,14 @@ class FingerprintFileFn(beam.DoFn):
 
 
 def _documents(input_file: str, read: ReadOptions) -> Iterator[Document]:
-    """Documents of a file; rejected lines and damage are left to the scoring pass."""
+    """Yield a file's documents, skipping lines that the scoring pass will reject."""
     try:
         for line_number, raw in read_lines(input_file):
             record = parse_record(raw, input_file, line_number, read)
             if isinstance(record, Document):
                 yield record
     except InputDamagedError as error:
-        logger.warning("duplicate search stops at the damage: %s", error)
+        logger.warning("duplicate removal skipped the rest of a damaged file: %s", error)
 
 
 class ClusterCombineFn(beam.CombineFn):
@@ -152,7 +151,7 @@ class AttachDuplicates(beam.PTransform):
 
     With method ``none`` every file gets an empty mapping and no pass runs.
     Removed documents are joined to their files by key, so the worker that
-    scores a file holds only that file's removed lines.
+    scores a file keeps only that file's removed lines in memory.
     """
 
     def __init__(self, read: ReadOptions, options: DedupOptions, bands: int, rows: int) -> None:

@@ -1,5 +1,6 @@
 """Duplicate removal in the real Beam pipeline: kept sets, accounting, workers, resume."""
 
+import gzip
 import json
 import os
 import random
@@ -12,6 +13,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.dedup import DocumentKey, normalize_text, word_shingles
 from pipeline.dedup_stage import FindDuplicates
+from pipeline.read import InputDamagedError, read_lines
 from pipeline.run import run
 from schemas.config import DedupOptions, ReadOptions, RunConfig
 from tests.conftest import REPO, write_jsonl
@@ -248,3 +250,21 @@ def test_find_duplicates_exact_short_documents(tmp_path):
             | FindDuplicates(ReadOptions(), DedupOptions(method="exact"), 0, 0)
         )
         assert_that(removed, equal_to([(path, (4, DocumentKey("s1", path, 1)))]))
+
+
+def test_damaged_file_still_balances(tmp_path):
+    records = [{"id": str(i), "text": f"Thanks {i}!"} for i in range(5000)] + SHORT_DOCUMENTS
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    data = bytearray(gzip.compress(text.encode()))
+    middle = len(data) // 2
+    data[middle : middle + 8] = b"\xff" * 8
+    source = tmp_path / "in.jsonl.gz"
+    source.write_bytes(bytes(data))
+    with pytest.raises(InputDamagedError):
+        list(read_lines(str(source)))
+    config = RunConfig(str(source), str(tmp_path / "out"), SCORERS, dedup=DedupOptions("exact"))
+    counts = run(config, runner=FnApiRunner())["counts"]
+    assert counts["documents_read"] == 1
+    assert counts["documents_rejected"] == 1
+    assert counts["documents_duplicates"] == 0
+    assert counts["balanced"] is True
