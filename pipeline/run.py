@@ -194,7 +194,7 @@ def build_pipeline(
 
 
 def dedup_bands(config: RunConfig) -> tuple[int, int]:
-    """LSH (bands, rows per band) for ``minhash`` runs, else (0, 0).
+    """Return the LSH (bands, rows per band) of a ``minhash`` run, or (0, 0) for other methods.
 
     Raises:
         ValueError: the threshold and permutations give fewer than 2 bands.
