@@ -16,10 +16,12 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import files
+from pipeline.dedup import lsh_parameters
+from pipeline.dedup_stage import AttachDuplicates
 from pipeline.label_stage import LabelShardFn
 from pipeline.read import list_input_files
 from pipeline.score_stage import ScoreFileFn
-from pipeline.shards import PROGRESS_DIR
+from pipeline.shards import DUPLICATES_DIR, PROGRESS_DIR
 from pipeline.thresholds import ComputeThresholds
 from schemas.config import RunConfig
 from scorers.base import Scorer
@@ -125,7 +127,8 @@ def claim_output_dir(config: RunConfig, scorers: Sequence[Scorer], overwrite: bo
 def _clear_output(output_dir: str) -> None:
     from apache_beam.io.filesystems import FileSystems
 
-    for name in ("shards", "scored", "rejected", PROGRESS_DIR, THRESHOLDS_FILE, MANIFEST_FILE):
+    names = ("shards", "scored", "rejected", DUPLICATES_DIR, PROGRESS_DIR)
+    for name in (*names, THRESHOLDS_FILE, MANIFEST_FILE):
         path = files.join(output_dir, name)
         if FileSystems.exists(path):
             FileSystems.delete([path])
@@ -141,14 +144,16 @@ def merge_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
 def build_pipeline(
     pipeline: beam.Pipeline, config: RunConfig, scorers: Sequence[Scorer], input_files: list[str]
 ) -> None:
-    """Add the score, threshold, label and run-file stages to `pipeline`."""
+    """Add the duplicate-removal, score, threshold, label and run-file stages to `pipeline`."""
     names = [s.name for s in scorers]
     percentiles = percentiles_by_name(config, scorers)
     stamp = provenance(config, scorers)
+    bands, rows = dedup_bands(config)
 
     scored = (
         pipeline
         | "InputFiles" >> beam.Create(input_files)
+        | "Duplicates" >> AttachDuplicates(config.read, config.dedup, bands, rows)
         | "SpreadFiles" >> beam.Reshuffle()
         | "Score" >> beam.ParDo(ScoreFileFn(config, scorers, stamp))
     )
@@ -173,6 +178,7 @@ def build_pipeline(
         "provenance": stamp,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "input_files": len(input_files),
+        "dedup_lsh": {"bands": bands, "rows": rows} if config.dedup.method == "minhash" else None,
     }
     _ = (
         pipeline
@@ -185,6 +191,17 @@ def build_pipeline(
             thresholds=beam.pvalue.AsDict(thresholds),
         )
     )
+
+
+def dedup_bands(config: RunConfig) -> tuple[int, int]:
+    """Return the LSH (bands, rows per band) of a ``minhash`` run, or (0, 0) for other methods.
+
+    Raises:
+        ValueError: the threshold and permutations give fewer than 2 bands.
+    """
+    if config.dedup.method != "minhash":
+        return 0, 0
+    return lsh_parameters(config.dedup)
 
 
 def write_run_files(
@@ -202,6 +219,7 @@ def write_run_files(
         "scorers": summary["provenance"]["scorers"],
         "packages": summary["provenance"]["packages"],
         "input_files": summary["input_files"],
+        "dedup_lsh": summary["dedup_lsh"],
         "counts": accounting(counts),
         "all_counts": dict(sorted(counts.items())),
     }
@@ -249,6 +267,7 @@ def run(
 ) -> dict:
     """Run the whole job and return the manifest read back from the output directory."""
     scorers = build_scorers(config)
+    dedup_bands(config)
     input_files = list_input_files(config.inputs)
     claim_output_dir(config, scorers, overwrite)
     options = PipelineOptions(list(beam_args))

@@ -5,22 +5,27 @@ worker, which streams the rows into Parquet shards. A shard is renamed into
 place and then marked complete, with its counts in the marker; a rerun skips
 marked shards and reports their stored counts, so counts add up across
 attempts.
+
+Documents that the duplicate-removal pass removed are read and counted
+(``documents_duplicates``) but neither segmented nor scored.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from pipeline import files
+from pipeline.dedup import DocumentKey
 from pipeline.read import Document, InputDamagedError, Rejection, parse_record, read_lines
 from pipeline.score import DocumentScorer
 from pipeline.shards import (
+    DUPLICATES_DIR,
     REJECTED_DIR,
     SCORED_DIR,
     ParquetShardWriter,
@@ -28,6 +33,7 @@ from pipeline.shards import (
     marker_path,
     scored_columns,
     shard_name,
+    write_duplicates,
     write_rejections,
 )
 from schemas.config import RunConfig
@@ -51,7 +57,11 @@ class ShardResult:
 
 
 class ScoreFileFn(beam.DoFn):
-    """Reads one input file and writes its scored shards under OUT/scored/."""
+    """Reads one input file and writes its scored shards under OUT/scored/.
+
+    Elements are (input file, {line: kept document key}) pairs, the second
+    naming the file's documents removed as duplicates.
+    """
 
     def __init__(self, config: RunConfig, scorers: Sequence[Scorer], provenance: dict) -> None:
         self.config = config
@@ -68,7 +78,8 @@ class ScoreFileFn(beam.DoFn):
         if self._scorer is not None:
             self._scorer.teardown()
 
-    def process(self, input_file: str) -> Iterator[ShardResult]:
+    def process(self, element: tuple[str, Mapping[int, DocumentKey]]) -> Iterator[ShardResult]:
+        input_file, duplicates = element
         for index, items in _chunks(input_file, self.config):
             name = shard_name(input_file, index)
             marker = marker_path(self.config.output_dir, SCORE_STAGE, name)
@@ -76,20 +87,26 @@ class ScoreFileFn(beam.DoFn):
                 _drain(items)
                 yield _completed(name, marker)
                 continue
-            result = self._write_shard(name, items)
+            result = self._write_shard(name, items, duplicates)
             files.write_json(marker, {"name": name, "path": result.path, "counts": result.counts})
             _report(result.counts)
             yield result
 
-    def _write_shard(self, name: str, items: Iterator[Document | Rejection]) -> ShardResult:
+    def _write_shard(
+        self,
+        name: str,
+        items: Iterator[Document | Rejection],
+        duplicates: Mapping[int, DocumentKey],
+    ) -> ShardResult:
         path = files.join(self.config.output_dir, SCORED_DIR, f"{name}.parquet")
         writer = ParquetShardWriter(path, scored_schema(self.scorer_names), self.provenance)
         counts: Counter[str] = Counter()
         rejections: list[Rejection] = []
+        removed: list[tuple[Document, DocumentKey]] = []
         try:
             for batch in _batches(items, self.config.batch_documents):
                 counts.update(document_counts(batch))
-                documents = [item for item in batch if isinstance(item, Document)]
+                documents = _remove_duplicates(batch, duplicates, removed)
                 rejections.extend(item for item in batch if isinstance(item, Rejection))
                 counts["documents_read"] += len(batch)
                 self._scorer.counts.clear()
@@ -102,10 +119,32 @@ class ScoreFileFn(beam.DoFn):
         if rejections:
             rejected = files.join(self.config.output_dir, REJECTED_DIR, f"{name}.jsonl")
             write_rejections(rejected, rejections)
+        if removed and self.config.dedup.write_duplicates:
+            removed_path = files.join(self.config.output_dir, DUPLICATES_DIR, f"{name}.jsonl")
+            write_duplicates(removed_path, removed)
         writer.close()
         counts["documents_scored"] = writer.rows
         counts["documents_rejected"] = len(rejections)
+        counts["documents_duplicates"] = len(removed)
         return ShardResult(name, path, dict(counts))
+
+
+def _remove_duplicates(
+    batch: list[Document | Rejection],
+    duplicates: Mapping[int, DocumentKey],
+    removed: list[tuple[Document, DocumentKey]],
+) -> list[Document]:
+    """Return the batch's documents to score; append removed ones with their kept key."""
+    documents = []
+    for item in batch:
+        if not isinstance(item, Document):
+            continue
+        kept_key = duplicates.get(item.input_line)
+        if kept_key is None:
+            documents.append(item)
+        else:
+            removed.append((item, kept_key))
+    return documents
 
 
 def _completed(name: str, marker: str) -> ShardResult:

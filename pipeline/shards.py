@@ -26,6 +26,7 @@ from schemas.output import SCHEMA_METADATA_KEY, score_column
 SCORED_DIR = "scored"
 SHARDS_DIR = "shards"
 REJECTED_DIR = "rejected"
+DUPLICATES_DIR = "duplicates"
 PROGRESS_DIR = "_progress"
 
 
@@ -110,6 +111,25 @@ class ParquetShardWriter:
 def write_rejections(path: str, rejections: Sequence[Rejection]) -> None:
     """Write dead-letter records as JSON Lines: the record as read, where it was, and why."""
     lines = [json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in rejections]
+    data = "".join(lines).encode("utf-8", "surrogatepass")
+    files.write_atomically(path, lambda f: f.write(data))
+
+
+def write_duplicates(path: str, removed: Sequence[tuple[Document, tuple[str, str, int]]]) -> None:
+    """Write removed duplicates as JSON Lines: the document, where it was, and the kept one.
+
+    `removed` contains (document, (kept id, kept input file, kept input line)) pairs.
+    """
+    lines = []
+    for document, (kept_id, kept_file, kept_line) in removed:
+        record = {
+            "id": document.id,
+            "input_file": document.input_file,
+            "input_line": document.input_line,
+            "text": document.text,
+            "duplicate_of": {"id": kept_id, "input_file": kept_file, "input_line": kept_line},
+        }
+        lines.append(json.dumps(record, ensure_ascii=False) + "\n")
     data = "".join(lines).encode("utf-8", "surrogatepass")
     files.write_atomically(path, lambda f: f.write(data))
 

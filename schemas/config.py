@@ -72,6 +72,34 @@ class LabelOptions:
     quantile_epsilon: float = 0.001
 
 
+DEDUP_METHODS = ("none", "exact", "minhash")
+
+
+@dataclass(frozen=True)
+class DedupOptions:
+    """Options of duplicate removal, which runs before scoring.
+
+    Attributes:
+        method: ``none``, ``exact`` or ``minhash``. ``exact`` removes copies whose
+            normalized text is equal. ``minhash`` also removes near copies, whose word
+            n-gram sets have an estimated Jaccard similarity of at least `threshold`.
+        threshold: Jaccard similarity, 0 to 1, at which two documents are near copies.
+        num_perm: MinHash permutations per document signature.
+        ngram_size: words per shingle. Documents with fewer words have no shingles and
+            are removed only as exact copies.
+        seed: seed of the MinHash permutations.
+        write_duplicates: write every removed document, with the key of the document
+            kept in its place, to OUT/duplicates/.
+    """
+
+    method: str = "none"
+    threshold: float = 0.8
+    num_perm: int = 128
+    ngram_size: int = 5
+    seed: int = 1
+    write_duplicates: bool = False
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that decides a run's output, apart from Beam's own options.
@@ -85,6 +113,7 @@ class RunConfig:
         batch_documents: documents segmented and scored together; with a cap of 1,000,000
             characters per batch it bounds a worker's memory.
         fail_fast: raise on the first scorer error instead of writing a null score.
+        dedup: how duplicate documents are removed before scoring.
     """
 
     inputs: str
@@ -97,6 +126,7 @@ class RunConfig:
     docs_per_shard: int = 0
     batch_documents: int = 256
     fail_fast: bool = False
+    dedup: DedupOptions = field(default_factory=DedupOptions)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -34,6 +34,12 @@ def test_run_help_explains_options():
         (["--scorers", "nonsense"], "unknown scorer 'nonsense'"),
         (["--kind", "poetry"], "--kind must be"),
         (["--not-an-option", "1"], "unknown option --not-an-option"),
+        (["--dedup", "fuzzy"], "--dedup must be none, exact or minhash"),
+        (["--dedup", "minhash", "--dedup-threshold", "0"], "--dedup-threshold must be above 0"),
+        (
+            ["--dedup", "minhash", "--dedup-threshold", "0.99", "--dedup-num-perm", "2"],
+            "use more permutations or a lower threshold",
+        ),
     ],
 )
 def test_usage_errors_exit_2(tmp_path, extra, message):
@@ -78,3 +84,18 @@ def test_rerun_with_other_options_is_refused(tmp_path):
     assert result.exit_code == 2
     assert "--overwrite" in result.output
     assert runner.invoke(app, base + ["--default-percentile", "10", "--overwrite"]).exit_code == 0
+
+
+def test_run_exact_dedup_reports_duplicates(tmp_path):
+    records = [{"id": "a", "text": "Thanks!"}, {"id": "b", "text": "  thanks!"}]
+    source = write_jsonl(tmp_path / "in.jsonl", records)
+    out = tmp_path / "out"
+    args = ["run", str(source), str(out), "--scorers", "code_style", "--dedup", "exact"]
+    result = runner.invoke(app, args + ["--write-duplicates"])
+    assert result.exit_code == 0, result.output
+    assert "2 read, 0 rejected (see rejected/), 1 duplicates removed" in result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["dedup"]["method"] == "exact"
+    assert manifest["config"]["dedup"]["write_duplicates"] is True
+    [written] = (out / "duplicates").glob("*.jsonl")
+    assert json.loads(written.read_text())["duplicate_of"]["id"] == "a"

@@ -17,9 +17,11 @@ from pipeline.cli.app import (
     parse_scorer_options,
 )
 from schemas.config import (
+    DEDUP_METHODS,
     DEFAULT_BAD_TOKEN,
     DEFAULT_GOOD_TOKEN,
     DEFAULT_PERCENTILE,
+    DedupOptions,
     LabelOptions,
     ReadOptions,
     RunConfig,
@@ -33,6 +35,7 @@ SCORING = "Scoring"
 LABELS = "Thresholds and tokens"
 INPUT = "Input and segments"
 RUN = "Run"
+DEDUP = "Duplicates"
 
 
 def toxicity_options(
@@ -48,6 +51,17 @@ def toxicity_options(
         "threads": threads, "batch_size": batch_size,
     }  # fmt: skip
     return {key: value for key, value in given.items() if value is not None}
+
+
+def dedup_options(
+    method: str, threshold: float, num_perm: int, ngram_size: int, seed: int, write: bool
+) -> DedupOptions:
+    """Check the --dedup options that Typer cannot check and collect them."""
+    if method not in DEDUP_METHODS:
+        raise UsageError(f"--dedup must be none, exact or minhash, got {method!r}")
+    if threshold <= 0:
+        raise UsageError(f"--dedup-threshold must be above 0 and at most 1, got {threshold}")
+    return DedupOptions(method, threshold, num_perm, ngram_size, seed, write)
 
 
 @app.command(
@@ -233,6 +247,59 @@ def run_command(
             rich_help_panel=RUN,
         ),
     ] = False,
+    dedup: Annotated[
+        str,
+        typer.Option(
+            help=(
+                "Remove duplicate documents before scoring: none; exact (equal text after NFKC, "
+                "case folding and whitespace collapsing); or minhash (exact copies and near "
+                "copies by MinHash LSH over word n-grams). Each cluster keeps its smallest id."
+            ),
+            rich_help_panel=DEDUP,
+        ),
+    ] = "none",
+    dedup_threshold: Annotated[
+        float,
+        typer.Option(
+            max=1.0,
+            help="minhash: Jaccard similarity of word n-gram sets at which documents are copies.",
+            rich_help_panel=DEDUP,
+        ),
+    ] = DedupOptions.threshold,
+    dedup_num_perm: Annotated[
+        int,
+        typer.Option(min=2, help="minhash: permutations per signature.", rich_help_panel=DEDUP),
+    ] = DedupOptions.num_perm,
+    dedup_ngram: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help=(
+                "minhash: words per shingle. Documents with fewer words are removed only as "
+                "exact copies."
+            ),
+            rich_help_panel=DEDUP,
+        ),
+    ] = DedupOptions.ngram_size,
+    dedup_seed: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=2**32 - 1,
+            help="minhash: seed of the permutations.",
+            rich_help_panel=DEDUP,
+        ),
+    ] = DedupOptions.seed,
+    write_duplicates: Annotated[
+        bool,
+        typer.Option(
+            help=(
+                "Write removed documents, with the id, file and line of the document kept in "
+                "their place, to OUTPUT_DIR/duplicates/."
+            ),
+            rich_help_panel=DEDUP,
+        ),
+    ] = False,
 ) -> None:
     """Run the whole job: read, segment, score, threshold, label, write Parquet shards."""
     try:
@@ -264,6 +331,9 @@ def run_command(
             ),
             docs_per_shard=docs_per_shard,
             fail_fast=fail_fast,
+            dedup=dedup_options(
+                dedup, dedup_threshold, dedup_num_perm, dedup_ngram, dedup_seed, write_duplicates
+            ),
         )
         if not config.scorers:
             raise UsageError("--scorers names no scorer")
@@ -275,12 +345,13 @@ def run_command(
 def execute(config: RunConfig, beam_args: list[str], runner: str, overwrite: bool) -> None:
     """Run the pipeline, turning known failures into one-line messages and exit codes."""
     from pipeline.read import list_input_files
-    from pipeline.run import OutputConflictError, build_scorers, run
+    from pipeline.run import OutputConflictError, build_scorers, dedup_bands, run
     from scorers.base import MissingDependencyError, ScorerConfigError
     from scorers.registry import UnknownScorerError
 
     try:
         build_scorers(config)
+        dedup_bands(config)
         list_input_files(config.inputs)
     except (UnknownScorerError, MissingDependencyError, ScorerConfigError, ValueError) as error:
         fail(str(error), 2)
