@@ -25,7 +25,7 @@ from pipeline.shards import DUPLICATES_DIR, PROGRESS_DIR
 from pipeline.thresholds import ComputeThresholds
 from schemas.config import RunConfig
 from scorers.base import Scorer
-from scorers.registry import get_scorer_class
+from scorers.registry import create_scorers
 
 logger = logging.getLogger(__name__)
 
@@ -46,16 +46,7 @@ class OutputConflictError(Exception):
 
 def build_scorers(config: RunConfig) -> list[Scorer]:
     """Instantiate the configured scorers; raises for unknown names and missing packages."""
-    scorers = []
-    for alias in config.scorers:
-        cls = get_scorer_class(alias)
-        cls.check_dependencies()
-        options = config.scorer_options.get(cls.alias, {}) | config.scorer_options.get(cls.name, {})
-        scorers.append(cls(**options))
-    names = [s.name for s in scorers]
-    if len(set(names)) != len(names):
-        raise ValueError(f"a scorer is listed twice in {', '.join(config.scorers)}")
-    return scorers
+    return create_scorers(config.scorers, config.scorer_options)
 
 
 def percentiles_by_name(config: RunConfig, scorers: Sequence[Scorer]) -> dict[str, float]:

@@ -14,7 +14,22 @@ from pipeline.cli.app import (
     fail,
     local_runner,
     parse_percentiles,
-    parse_scorer_options,
+)
+from pipeline.cli.scorer_options import (
+    DEFAULT_SCORER_LIST,
+    PiiSpacyModel,
+    ScorerList,
+    ScorerOption,
+    ToxicityBatchSize,
+    ToxicityCheckpoint,
+    ToxicityDevice,
+    ToxicityFp16,
+    ToxicityHfDir,
+    ToxicityMaxTokens,
+    ToxicityModel,
+    ToxicityThreads,
+    build_scorer_options,
+    parse_scorer_list,
 )
 from schemas.config import (
     DEDUP_METHODS,
@@ -27,30 +42,13 @@ from schemas.config import (
     RunConfig,
     SegmentOptions,
 )
-from scorers.registry import DEFAULT_SCORERS
 
 logger = logging.getLogger(__name__)
 
-SCORING = "Scoring"
 LABELS = "Thresholds and tokens"
 INPUT = "Input and segments"
 RUN = "Run"
 DEDUP = "Duplicates"
-
-
-def toxicity_options(
-    model: str | None,
-    checkpoint: str | None,
-    hf_dir: str | None,
-    device: str | None,
-    threads: int | None,
-    batch_size: int | None,
-) -> dict:
-    given = {
-        "model": model, "checkpoint": checkpoint, "hf_dir": hf_dir, "device": device,
-        "threads": threads, "batch_size": batch_size,
-    }  # fmt: skip
-    return {key: value for key, value in given.items() if value is not None}
 
 
 def dedup_options(
@@ -88,13 +86,7 @@ def run_command(
             rich_help_panel=RUN,
         ),
     ] = "DirectRunner",
-    scorers: Annotated[
-        str,
-        typer.Option(
-            help="Comma-separated scorers to run, in column order; 'annotate scorers' lists them.",
-            rich_help_panel=SCORING,
-        ),
-    ] = ",".join(DEFAULT_SCORERS),
+    scorers: ScorerList = DEFAULT_SCORER_LIST,
     percentile: Annotated[
         list[str],
         typer.Option(
@@ -132,70 +124,16 @@ def run_command(
     bad_token: Annotated[
         str, typer.Option(help="Control token in front of bad segments.", rich_help_panel=LABELS)
     ] = DEFAULT_BAD_TOKEN,
-    toxicity_model: Annotated[
-        str | None,
-        typer.Option(
-            help=(
-                "Detoxify model: original (default), unbiased, multilingual, original-small, "
-                "unbiased-small."
-            ),
-            rich_help_panel=SCORING,
-        ),
-    ] = None,
-    toxicity_checkpoint: Annotated[
-        str | None,
-        typer.Option(
-            help=(
-                "Local path or URI of a checkpoint in Detoxify's format, instead of downloading "
-                "the release file."
-            ),
-            rich_help_panel=SCORING,
-        ),
-    ] = None,
-    toxicity_hf_dir: Annotated[
-        str | None,
-        typer.Option(
-            help=(
-                "Directory with the model's Hugging Face config and tokenizer files, for loading "
-                "without internet."
-            ),
-            rich_help_panel=SCORING,
-        ),
-    ] = None,
-    toxicity_device: Annotated[
-        str | None,
-        typer.Option(
-            help="Torch device for Detoxify (default: cuda when available, else cpu).",
-            rich_help_panel=SCORING,
-        ),
-    ] = None,
-    toxicity_threads: Annotated[
-        int | None,
-        typer.Option(
-            min=1, help="Torch CPU threads per worker for Detoxify.", rich_help_panel=SCORING
-        ),
-    ] = None,
-    toxicity_batch_size: Annotated[
-        int | None,
-        typer.Option(min=1, help="Maximum segments per Detoxify batch.", rich_help_panel=SCORING),
-    ] = None,
-    pii_spacy_model: Annotated[
-        str | None,
-        typer.Option(
-            help=(
-                "Installed spaCy model adding NER (PERSON, LOCATION, ...) to the PII scorer; "
-                "default: pattern recognizers only."
-            ),
-            rich_help_panel=SCORING,
-        ),
-    ] = None,
-    scorer_option: Annotated[
-        list[str],
-        typer.Option(
-            help="SCORER.KEY=VALUE option for any scorer, VALUE as JSON or text. Repeatable.",
-            rich_help_panel=SCORING,
-        ),
-    ] = [],  # noqa: B006
+    toxicity_model: ToxicityModel = None,
+    toxicity_checkpoint: ToxicityCheckpoint = None,
+    toxicity_hf_dir: ToxicityHfDir = None,
+    toxicity_device: ToxicityDevice = None,
+    toxicity_threads: ToxicityThreads = None,
+    toxicity_batch_size: ToxicityBatchSize = None,
+    toxicity_max_tokens: ToxicityMaxTokens = None,
+    toxicity_fp16: ToxicityFp16 = False,
+    pii_spacy_model: PiiSpacyModel = None,
+    scorer_option: ScorerOption = [],  # noqa: B006
     text_field: Annotated[
         str, typer.Option(help="Input field holding the document text.", rich_help_panel=INPUT)
     ] = "text",
@@ -306,19 +244,22 @@ def run_command(
         if kind not in ("auto", "prose", "code"):
             raise UsageError(f"--kind must be auto, prose or code, got {kind!r}")
         check_beam_args(ctx.args)
-        options = parse_scorer_options(scorer_option)
-        toxicity = toxicity_options(
-            toxicity_model, toxicity_checkpoint, toxicity_hf_dir, toxicity_device,
-            toxicity_threads, toxicity_batch_size,
-        )  # fmt: skip
-        if toxicity:
-            options["toxicity"] = options.get("toxicity", {}) | toxicity
-        if pii_spacy_model:
-            options["pii"] = options.get("pii", {}) | {"spacy_model": pii_spacy_model}
+        options = build_scorer_options(
+            toxicity_model=toxicity_model,
+            toxicity_checkpoint=toxicity_checkpoint,
+            toxicity_hf_dir=toxicity_hf_dir,
+            toxicity_device=toxicity_device,
+            toxicity_threads=toxicity_threads,
+            toxicity_batch_size=toxicity_batch_size,
+            toxicity_max_tokens=toxicity_max_tokens,
+            toxicity_fp16=toxicity_fp16,
+            pii_spacy_model=pii_spacy_model,
+            scorer_option=scorer_option,
+        )
         config = RunConfig(
             inputs=inputs,
             output_dir=output_dir.rstrip("/") if output_dir not in ("/",) else output_dir,
-            scorers=tuple(name.strip() for name in scorers.split(",") if name.strip()),
+            scorers=parse_scorer_list(scorers),
             scorer_options=options,
             read=ReadOptions(text_field=text_field, id_field=id_field),
             segment=SegmentOptions(language_field=language_field, kind=kind),
@@ -335,8 +276,6 @@ def run_command(
                 dedup, dedup_threshold, dedup_num_perm, dedup_ngram, dedup_seed, write_duplicates
             ),
         )
-        if not config.scorers:
-            raise UsageError("--scorers names no scorer")
     except UsageError as error:
         fail(str(error), 2)
     execute(config, ["--runner", runner, *ctx.args], runner, overwrite)
