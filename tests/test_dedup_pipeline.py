@@ -13,6 +13,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline.dedup import DocumentKey, normalize_text, word_shingles
 from pipeline.dedup_stage import FindDuplicates
+from pipeline.local import local_runner
 from pipeline.read import InputDamagedError, read_lines
 from pipeline.run import run
 from schemas.config import DedupOptions, ReadOptions, RunConfig
@@ -92,20 +93,8 @@ def minhash_config(source, output_dir, **options) -> RunConfig:
 
 
 @pytest.fixture
-def loopback_grpc(monkeypatch):
-    """Make Beam's multi-process runner listen on 127.0.0.1 and workers import this tree.
-
-    The FnApiRunner's gRPC servers bind to [::]:0 (all interfaces) in Beam 2.77,
-    and the worker processes find this package through PYTHONPATH.
-    """
-    import grpc._server
-
-    add_port = grpc._server._Server.add_insecure_port
-
-    def add_loopback_port(server, address):
-        return add_port(server, address.replace("[::]", "127.0.0.1"))
-
-    monkeypatch.setattr(grpc._server._Server, "add_insecure_port", add_loopback_port)
+def worker_path(monkeypatch):
+    """Let the worker processes import this tree, installed or not."""
     path = os.environ.get("PYTHONPATH")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), path])))
 
@@ -174,7 +163,7 @@ def test_duplicates_name_kept_document(corpus, one_worker_run):
         assert record["input_line"] == lines[record["id"]]
 
 
-def test_two_workers_shuffled_copy_same_kept_set(tmp_path, corpus, loopback_grpc):
+def test_two_workers_shuffled_copy_same_kept_set(tmp_path, corpus, worker_path):
     records, expected = corpus
     shuffled = list(records)
     random.Random(11).shuffle(shuffled)
@@ -183,7 +172,7 @@ def test_two_workers_shuffled_copy_same_kept_set(tmp_path, corpus, loopback_grpc
     write_jsonl(tmp_path / "b.jsonl", shuffled[half:])
     beam_args = ["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"]
     config = minhash_config(tmp_path, tmp_path / "out")
-    manifest = run(config, beam_args, runner=FnApiRunner())
+    manifest = run(config, beam_args, runner=local_runner())
     assert kept_ids(tmp_path / "out") == expected
     assert manifest["counts"]["documents_duplicates"] == len(records) - len(expected)
     assert manifest["counts"]["balanced"] is True

@@ -101,22 +101,16 @@ def check_beam_args(args: list[str]) -> None:
 
 
 def local_runner(runner: str):
-    """Map DirectRunner to Beam's in-process FnApiRunner.
-
-    Beam 2.77's DirectRunner first tries to download and start the Prism
-    runner binary, which fails offline and costs seconds online. The
-    FnApiRunner is the batch engine DirectRunner falls back to, and honours
-    --direct_num_workers and --direct_running_mode.
-    """
+    """Return the runner to use: Beam's FnApiRunner for DirectRunner, else the name as given."""
     if runner.lower() not in LOCAL_RUNNERS:
         return runner
-    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    from pipeline.local import local_runner as fn_api_runner
 
     logger.info(
         "running locally on Beam's FnApiRunner (DirectRunner's batch engine, no download); "
         "pass --runner PrismRunner to use Prism"
     )
-    return FnApiRunner()
+    return fn_api_runner()
 
 
 def fail(message: str, code: int) -> None:
