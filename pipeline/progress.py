@@ -1,7 +1,7 @@
 """Progress of the scoring pass on a local run: documents and segments done, rate, time left.
 
 Each instance of the scoring DoFn owns one small JSON file in a local directory and
-rewrites it at most once a second; the launcher sums the files. This works for the
+rewrites it at most once a second. The launcher sums the files, which works for the
 FnApiRunner's threads and for its worker processes (``--direct_running_mode
 multi_processing``) alike. Beam metrics cannot serve here, because the FnApiRunner returns
 its result, and with it the metrics, only once the pipeline has finished. Remote runners
@@ -123,7 +123,7 @@ def format_duration(seconds: float) -> str:
 
 
 def format_progress(documents: int, segments: int, total: int | None, rate: float | None) -> str:
-    """One progress line, such as ``scoring: 1,200/4,000 documents (30.0%), ...``.
+    """Format one progress line, such as ``scoring: 1,200/4,000 documents (30.0%), ...``.
 
     Args:
         documents: records read so far, rejected ones included.

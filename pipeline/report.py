@@ -66,7 +66,7 @@ def build_report(output_dir: str, source_field: str = DEFAULT_SOURCE_FIELD) -> s
 
     Raises:
         ReportDependencyError: matplotlib is missing.
-        pipeline.report_data.NotAnOutputDirectoryError: `output_dir` holds no manifest.json.
+        pipeline.report_data.NotAnOutputDirectoryError: `output_dir` contains no manifest.json.
     """
     require_matplotlib()
     data = load_run(output_dir, source_field)

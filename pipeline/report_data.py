@@ -31,7 +31,7 @@ LOG_RANGE_RATIO = 1000
 
 
 class NotAnOutputDirectoryError(FileNotFoundError):
-    """A directory holds no manifest.json of a finished run."""
+    """A directory contains no manifest.json of a finished run."""
 
 
 @dataclass
@@ -58,7 +58,7 @@ class ScoreRange:
 
 @dataclass
 class RunData:
-    """What the report shows, gathered from one output directory."""
+    """Report data gathered from one output directory."""
 
     output_dir: str
     manifest: dict
@@ -79,7 +79,7 @@ def load_run(output_dir: str, source_field: str = DEFAULT_SOURCE_FIELD) -> RunDa
             it are grouped by input file.
 
     Raises:
-        NotAnOutputDirectoryError: `output_dir` holds no manifest.json.
+        NotAnOutputDirectoryError: `output_dir` contains no manifest.json.
     """
     manifest, thresholds = load_run_files(output_dir)
     names = [scorer["name"] for scorer in manifest.get("scorers", [])] or list(thresholds)
@@ -94,12 +94,12 @@ def load_run_files(output_dir: str) -> tuple[dict, dict]:
     """Read manifest.json and thresholds.json (empty when missing) of an output directory.
 
     Raises:
-        NotAnOutputDirectoryError: `output_dir` holds no manifest.json.
+        NotAnOutputDirectoryError: `output_dir` contains no manifest.json.
     """
     manifest_path = files.join(output_dir, MANIFEST_FILE)
     if not files.exists(manifest_path):
         raise NotAnOutputDirectoryError(
-            f"{output_dir} holds no {MANIFEST_FILE}; pass the output directory of a "
+            f"{MANIFEST_FILE} not found in {output_dir}; pass the output directory of a "
             "finished 'annotate run'"
         )
     manifest = files.read_json(manifest_path)
@@ -148,8 +148,8 @@ def histogram_bins(score_range: ScoreRange, threshold: float | None) -> tuple[np
     """Bin edges that cover every score and the threshold, and whether they are logarithmic.
 
     Bins are logarithmic when no score is negative and the positive scores spread over at
-    least LOG_RANGE_RATIO, as probabilities of rare classes do; zeros then fall outside the
-    axis, and the report states how many there are.
+    least LOG_RANGE_RATIO, as probabilities of rare classes do. Zeros then fall outside the
+    axis, so the report states how many there are.
     """
     low, high = score_range.minimum, score_range.maximum
     positive_spread = score_range.maximum / score_range.min_positive
@@ -167,7 +167,7 @@ def histogram_bins(score_range: ScoreRange, threshold: float | None) -> tuple[np
 
 
 def document_source(metadata: str, input_file: str, source_field: str) -> str:
-    """The document's `source_field` value, or the name of its input file without one."""
+    """Return the document's `source_field` value, or its input file's name without one."""
     if f'"{source_field}"' in metadata:
         value = json.loads(metadata).get(source_field)
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):

@@ -18,7 +18,7 @@ BAD_COLOR = "#c62828"
 BLANK_COLOR = "#9e9e9e"
 BAR_COLOR = "#5c6bc0"
 LABEL_COLORS = {"good": GOOD_COLOR, "bad": BAD_COLOR, "blank": BLANK_COLOR}
-# A y axis turns logarithmic when the fullest bin holds this many times the emptiest one.
+# A y axis turns logarithmic when the fullest bin has this many times the emptiest one's count.
 LOG_COUNT_RATIO = 100
 DPI = 100
 

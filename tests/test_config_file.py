@@ -16,7 +16,7 @@ from pipeline.cli.config_file import (
     toml_value,
     tomllib,
 )
-from tests.conftest import write_jsonl
+from tests.conftest import REPO, write_jsonl
 
 runner = CliRunner()
 
@@ -185,3 +185,15 @@ def test_manifest_records_config_file(paths):
     assert manifest["config"]["scorers"] == ["code_style"]
     assert manifest["config"]["label"]["default_percentile"] == 20.0
     assert not (out / "report.html").exists()
+
+
+def test_example_config_is_valid(paths):
+    source, out, _ = paths
+    example = REPO / "docs" / "example-config.toml"
+    code, output = print_config(str(source), str(out), "--config", str(example))
+    assert code == 0, output
+    printed = tomllib.loads(output)
+    assert printed["scorers"] == "toxicity_profanity,pii,code_style"
+    assert printed["percentile"] == ["code_style=50"]
+    assert printed["scorer-option"] == ['pii.entities=["EMAIL_ADDRESS", "PHONE_NUMBER"]']
+    assert printed["beam"] == {"direct_num_workers": "2", "direct_running_mode": "multi_processing"}

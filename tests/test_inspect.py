@@ -98,4 +98,4 @@ def test_inspect_colors_only_on_request(output):
 def test_inspect_rejects_other_directory(tmp_path):
     result = runner.invoke(app, ["inspect", str(tmp_path)])
     assert result.exit_code == 2
-    assert "holds no manifest.json" in result.output
+    assert "manifest.json not found in" in result.output

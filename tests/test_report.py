@@ -102,7 +102,7 @@ def test_report_command_rebuilds_report(output):
 def test_report_command_rejects_other_directory(tmp_path):
     result = runner.invoke(app, ["report", str(tmp_path)])
     assert result.exit_code == 2
-    assert "holds no manifest.json" in result.output
+    assert "manifest.json not found in" in result.output
 
 
 def test_report_skipped_without_matplotlib(output, monkeypatch, caplog):

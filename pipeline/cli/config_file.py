@@ -1,7 +1,7 @@
 """Options of `annotate run` read from a TOML file, and the effective options printed as TOML.
 
 A key is the long option name without its leading dashes (``default-percentile``;
-underscores work too), and a ``[beam]`` table holds Beam pipeline options. The file's
+underscores work too), and a ``[beam]`` table contains Beam pipeline options. The file's
 values become click's defaults for this one invocation (``Context.default_map``), so click
 converts and checks them like flags, and an option given on the command line overrides the
 file.
@@ -42,7 +42,7 @@ def load_config_file(
     """Click callback of an eager ``--config`` option: make the file's values the defaults.
 
     Raises:
-        typer.BadParameter: the file is missing, is not valid TOML, or holds an unknown
+        typer.BadParameter: the file is missing, is not valid TOML, or contains an unknown
             key or a value of the wrong shape; click reports it with exit code 2.
     """
     if path is None:
@@ -88,12 +88,12 @@ def option_defaults(table: Mapping[str, Any], params: Iterable[Any]) -> dict:
 
 
 def is_file_option(param: Any) -> bool:
-    """Whether a configuration file may set the click parameter `param`."""
+    """Return whether a configuration file may set the click parameter `param`."""
     return param.param_type_name == "option" and key_of(param) not in NOT_IN_FILE
 
 
 def key_of(param: Any) -> str:
-    """The configuration key of a parameter: its long option name, or its argument name."""
+    """Return the configuration key of a parameter: its long option name or argument name."""
     long_names = [opt for opt in param.opts if opt.startswith("--")]
     name = long_names[0][2:] if long_names else param.name
     return name.replace("_", "-")
@@ -164,7 +164,7 @@ def beam_arguments(table: Mapping[str, Any]) -> list[str]:
 
 
 def merge_beam_arguments(file_args: Sequence[str], command_line_args: Sequence[str]) -> list[str]:
-    """The file's Beam arguments, less those the command line sets, then the command line's.
+    """Merge Beam arguments: the file's, less the options the command line sets, then its own.
 
     A Beam option on the command line replaces the file's value for that option, also for
     options that Beam collects into a list, such as ``--experiments``.
@@ -198,7 +198,7 @@ def parse_beam_arguments(args: Iterable[str]) -> dict[str, Any]:
 
 
 def effective_config_toml(ctx: typer.Context, beam_args: Iterable[str]) -> str:
-    """The options this invocation runs with, as a TOML file that `--config` reads back.
+    """Format the options this invocation runs with as a TOML file that `--config` reads.
 
     Options without a value (None) are left out, and the arguments are only named in a
     comment, because a configuration file cannot set them.
@@ -230,7 +230,9 @@ def toml_value(value: Any) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return "nan"
-        return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(toml_value(item) for item in value) + "]"
     # A JSON string is a TOML basic string, except that TOML also requires DEL escaped.

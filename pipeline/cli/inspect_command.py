@@ -94,7 +94,7 @@ def iter_documents(shard_paths: Sequence[str], scorer_names: Sequence[str]) -> I
 
 
 def format_document(row: Mapping, run: Mapping, bad_only: bool, max_chars: int) -> str:
-    """The header line of a document and one line per segment (only bad ones with bad_only)."""
+    """Format a document's header line and one line per segment (bad ones only with bad_only)."""
     from schemas.output import score_column
 
     labels = row["labels"]

@@ -385,7 +385,7 @@ def execute(
 
 
 def progress_display(input_files: list[str], enabled: bool):
-    """A `ProgressDisplay` when enabled, else a context that yields None."""
+    """Return a `ProgressDisplay` when enabled, else a context that yields None."""
     from contextlib import nullcontext
 
     from pipeline.progress import ProgressDisplay
