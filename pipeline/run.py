@@ -133,9 +133,19 @@ def merge_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
 
 
 def build_pipeline(
-    pipeline: beam.Pipeline, config: RunConfig, scorers: Sequence[Scorer], input_files: list[str]
+    pipeline: beam.Pipeline,
+    config: RunConfig,
+    scorers: Sequence[Scorer],
+    input_files: list[str],
+    progress_dir: str | None = None,
+    config_file: str | None = None,
 ) -> None:
-    """Add the duplicate-removal, score, threshold, label and run-file stages to `pipeline`."""
+    """Add the duplicate-removal, score, threshold, label and run-file stages to `pipeline`.
+
+    Args:
+        progress_dir: local directory where the scoring DoFns count their progress, or None.
+        config_file: the configuration file the options came from, recorded in the manifest.
+    """
     names = [s.name for s in scorers]
     percentiles = percentiles_by_name(config, scorers)
     stamp = provenance(config, scorers)
@@ -146,7 +156,7 @@ def build_pipeline(
         | "InputFiles" >> beam.Create(input_files)
         | "Duplicates" >> AttachDuplicates(config.read, config.dedup, bands, rows)
         | "SpreadFiles" >> beam.Reshuffle()
-        | "Score" >> beam.ParDo(ScoreFileFn(config, scorers, stamp))
+        | "Score" >> beam.ParDo(ScoreFileFn(config, scorers, stamp, progress_dir))
     )
     thresholds = (
         scored
@@ -165,6 +175,7 @@ def build_pipeline(
     label_counts = labelled | "SumLabelCounts" >> beam.CombineGlobally(merge_counts)
     summary = {
         "config": config.to_dict(),
+        "config_file": config_file,
         "percentiles": percentiles,
         "provenance": stamp,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -207,6 +218,7 @@ def write_run_files(
         "started_at": summary["started_at"],
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": summary["config"],
+        "config_file": summary["config_file"],
         "scorers": summary["provenance"]["scorers"],
         "packages": summary["provenance"]["packages"],
         "input_files": summary["input_files"],
@@ -255,8 +267,13 @@ def run(
     beam_args: Sequence[str] = (),
     runner: Any = None,
     overwrite: bool = False,
+    progress_dir: str | None = None,
+    config_file: str | None = None,
 ) -> dict:
-    """Run the whole job and return the manifest read back from the output directory."""
+    """Run the whole job and return the manifest read back from the output directory.
+
+    `progress_dir` and `config_file` are passed to `build_pipeline`.
+    """
     scorers = build_scorers(config)
     dedup_bands(config)
     input_files = list_input_files(config.inputs)
@@ -264,5 +281,5 @@ def run(
     options = PipelineOptions(list(beam_args))
     logger.info("annotating %d input file(s) into %s", len(input_files), config.output_dir)
     with beam.Pipeline(runner=runner, options=options) as pipeline:
-        build_pipeline(pipeline, config, scorers, input_files)
+        build_pipeline(pipeline, config, scorers, input_files, progress_dir, config_file)
     return files.read_json(files.join(config.output_dir, MANIFEST_FILE))

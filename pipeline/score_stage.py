@@ -22,6 +22,7 @@ from apache_beam.metrics import Metrics
 
 from pipeline import files
 from pipeline.dedup import DocumentKey
+from pipeline.progress import ProgressWriter
 from pipeline.read import Document, InputDamagedError, Rejection, parse_record, read_lines
 from pipeline.score import DocumentScorer
 from pipeline.shards import (
@@ -38,12 +39,14 @@ from pipeline.shards import (
 )
 from schemas.config import RunConfig
 from schemas.output import scored_schema
-from scorers.base import Scorer
+from scorers.base import SEGMENT_KINDS, Scorer
 
 logger = logging.getLogger(__name__)
 
 METRICS_NAMESPACE = "feedback_annotate"
 SCORE_STAGE = "score"
+# Counters of DocumentScorer that count segments, one per segment kind.
+SEGMENT_COUNTS = tuple(f"segments_{kind}" for kind in SEGMENT_KINDS)
 
 
 @dataclass
@@ -61,18 +64,35 @@ class ScoreFileFn(beam.DoFn):
 
     Elements are (input file, {line: kept document key}) pairs, the second
     naming the file's documents removed as duplicates.
+
+    With a `progress_dir` (local runs only), it also counts the documents and segments
+    it has done into a file there; see `pipeline.progress`.
     """
 
-    def __init__(self, config: RunConfig, scorers: Sequence[Scorer], provenance: dict) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        scorers: Sequence[Scorer],
+        provenance: dict,
+        progress_dir: str | None = None,
+    ) -> None:
         self.config = config
         self.scorers = list(scorers)
         self.provenance = provenance
         self.scorer_names = [s.name for s in self.scorers]
+        self.progress_dir = progress_dir
         self._scorer: DocumentScorer | None = None
+        self._progress: ProgressWriter | None = None
 
     def setup(self) -> None:
         self._scorer = DocumentScorer(self.scorers, self.config.segment, self.config.fail_fast)
         self._scorer.setup()
+        if self.progress_dir:
+            self._progress = ProgressWriter(self.progress_dir)
+
+    def finish_bundle(self) -> None:
+        if self._progress is not None:
+            self._progress.flush()
 
     def teardown(self) -> None:
         if self._scorer is not None:
@@ -85,7 +105,9 @@ class ScoreFileFn(beam.DoFn):
             marker = marker_path(self.config.output_dir, SCORE_STAGE, name)
             if files.exists(marker):
                 _drain(items)
-                yield _completed(name, marker)
+                completed = _completed(name, marker)
+                self._add_progress(completed.counts.get("documents_read", 0), completed.counts)
+                yield completed
                 continue
             result = self._write_shard(name, items, duplicates)
             files.write_json(marker, {"name": name, "path": result.path, "counts": result.counts})
@@ -113,6 +135,7 @@ class ScoreFileFn(beam.DoFn):
                 scored = self._scorer.score(documents)
                 counts.update(self._scorer.counts)
                 writer.write(scored_columns(scored, self.scorer_names))
+                self._add_progress(len(batch), self._scorer.counts)
         except BaseException:
             writer.abort()
             raise
@@ -127,6 +150,11 @@ class ScoreFileFn(beam.DoFn):
         counts["documents_rejected"] = len(rejections)
         counts["documents_duplicates"] = len(removed)
         return ShardResult(name, path, dict(counts))
+
+    def _add_progress(self, documents: int, counts: dict[str, int]) -> None:
+        if self._progress is not None:
+            segments = sum(v for k, v in counts.items() if k in SEGMENT_COUNTS)
+            self._progress.add(documents, segments)
 
 
 def _remove_duplicates(

@@ -8,12 +8,20 @@ from typing import Annotated
 import typer
 
 from pipeline.cli.app import (
+    LOCAL_RUNNERS,
     UsageError,
     app,
     check_beam_args,
     fail,
     local_runner,
     parse_percentiles,
+)
+from pipeline.cli.config_file import (
+    CONFIG_BEAM_ARGS_KEY,
+    CONFIG_PATH_KEY,
+    effective_config_toml,
+    load_config_file,
+    merge_beam_arguments,
 )
 from pipeline.cli.scorer_options import (
     DEFAULT_SCORER_LIST,
@@ -68,7 +76,11 @@ def dedup_options(
     epilog=(
         "Any other option is passed to Apache Beam unchanged (for example --runner "
         "DataflowRunner --project P --region R --temp_location gs://B/tmp, or "
-        "--direct_num_workers 2 --direct_running_mode multi_processing)."
+        "--direct_num_workers 2 --direct_running_mode multi_processing).\n\n"
+        "A --config TOML file contains any of these options, keyed by the option name "
+        "without its dashes (default-percentile = 10), and Beam options in a [beam] table. "
+        "Options on the command line override it; INPUTS and OUTPUT_DIR stay on the command "
+        "line. Exit codes: 0 success, 1 run failure, 2 usage error."
     ),
 )
 def run_command(
@@ -79,6 +91,25 @@ def run_command(
     output_dir: Annotated[
         str, typer.Argument(help="Output directory (local path or gs://, s3://).")
     ],
+    config_file: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            metavar="FILE",
+            is_eager=True,
+            callback=load_config_file,
+            help="TOML file with options of this command; options given here override it.",
+            rich_help_panel=RUN,
+        ),
+    ] = None,
+    print_config: Annotated[
+        bool,
+        typer.Option(
+            "--print-config",
+            help="Print the effective options as a TOML file for --config, and exit.",
+            rich_help_panel=RUN,
+        ),
+    ] = False,
     runner: Annotated[
         str,
         typer.Option(
@@ -238,12 +269,31 @@ def run_command(
             rich_help_panel=DEDUP,
         ),
     ] = False,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            help=(
+                "Show documents and segments scored, rate and time left on stderr during local "
+                "runs (default: on, off with --quiet)."
+            ),
+            show_default=False,
+            rich_help_panel=RUN,
+        ),
+    ] = None,
+    report: Annotated[
+        bool,
+        typer.Option(
+            help="Write OUTPUT_DIR/report.html with plots of scores and labels at the end.",
+            rich_help_panel=RUN,
+        ),
+    ] = True,
 ) -> None:
     """Run the whole job: read, segment, score, threshold, label, write Parquet shards."""
     try:
         if kind not in ("auto", "prose", "code"):
             raise UsageError(f"--kind must be auto, prose or code, got {kind!r}")
-        check_beam_args(ctx.args)
+        beam_args = merge_beam_arguments(ctx.meta.get(CONFIG_BEAM_ARGS_KEY, []), ctx.args)
+        check_beam_args(beam_args)
         options = build_scorer_options(
             toxicity_model=toxicity_model,
             toxicity_checkpoint=toxicity_checkpoint,
@@ -278,11 +328,38 @@ def run_command(
         )
     except UsageError as error:
         fail(str(error), 2)
-    execute(config, ["--runner", runner, *ctx.args], runner, overwrite)
+    if print_config:
+        typer.echo(effective_config_toml(ctx, beam_args), nl=False)
+        return
+    if progress is None:
+        progress = not ctx.find_root().params.get("quiet", False)
+    execute(
+        config,
+        ["--runner", runner, *beam_args],
+        runner,
+        overwrite,
+        progress=progress and runner.lower() in LOCAL_RUNNERS,
+        report=report,
+        config_file=ctx.meta.get(CONFIG_PATH_KEY),
+    )
 
 
-def execute(config: RunConfig, beam_args: list[str], runner: str, overwrite: bool) -> None:
-    """Run the pipeline, turning known failures into one-line messages and exit codes."""
+def execute(
+    config: RunConfig,
+    beam_args: list[str],
+    runner: str,
+    overwrite: bool,
+    progress: bool = False,
+    report: bool = True,
+    config_file: str | None = None,
+) -> None:
+    """Run the pipeline, turning known failures into one-line messages and exit codes.
+
+    Args:
+        progress: show the scoring pass's progress on stderr; only for local runners.
+        report: write OUT/report.html at the end, unless matplotlib is missing.
+        config_file: the --config file, recorded in the manifest.
+    """
     from pipeline.read import list_input_files
     from pipeline.run import OutputConflictError, build_scorers, dedup_bands, run
     from scorers.base import MissingDependencyError, ScorerConfigError
@@ -291,19 +368,43 @@ def execute(config: RunConfig, beam_args: list[str], runner: str, overwrite: boo
     try:
         build_scorers(config)
         dedup_bands(config)
-        list_input_files(config.inputs)
+        input_files = list_input_files(config.inputs)
     except (UnknownScorerError, MissingDependencyError, ScorerConfigError, ValueError) as error:
         fail(str(error), 2)
     except FileNotFoundError as error:
         fail(str(error), 2)
     try:
-        manifest = run(config, beam_args, local_runner(runner), overwrite)
+        with progress_display(input_files, progress) as display:
+            progress_dir = display.directory if display else None
+            beam_runner = local_runner(runner)
+            manifest = run(config, beam_args, beam_runner, overwrite, progress_dir, config_file)
     except (OutputConflictError, ValueError) as error:
         fail(str(error), 2)
-    print_summary(config.output_dir, manifest)
+    report_path = write_report(config.output_dir) if report else None
+    print_summary(config.output_dir, manifest, report_path)
 
 
-def print_summary(output_dir: str, manifest: dict) -> None:
+def progress_display(input_files: list[str], enabled: bool):
+    """Return a `ProgressDisplay` when enabled, else a context that yields None."""
+    from contextlib import nullcontext
+
+    from pipeline.progress import ProgressDisplay
+
+    return ProgressDisplay(input_files) if enabled else nullcontext()
+
+
+def write_report(output_dir: str) -> str | None:
+    """Write OUT/report.html; warn and skip it when matplotlib is missing."""
+    from pipeline.report import ReportDependencyError, build_report
+
+    try:
+        return build_report(output_dir)
+    except ReportDependencyError as error:
+        logger.warning("no report.html: %s", error)
+        return None
+
+
+def print_summary(output_dir: str, manifest: dict, report_path: str | None = None) -> None:
     from pipeline import files
     from pipeline.run import THRESHOLDS_FILE
 
@@ -329,6 +430,8 @@ def print_summary(output_dir: str, manifest: dict) -> None:
         f"{counts['documents_rejected']} rejected (see rejected/), "
         f"{counts['documents_duplicates']} duplicates removed"
     )
+    if report_path:
+        typer.echo("  report.html        plots of scores and labels, and the counts")
     if not counts["balanced"]:
         logger.error("document counts do not balance: %s", counts)
         raise typer.Exit(1)
