@@ -17,6 +17,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import files
 from pipeline.label_stage import LabelShardFn
+from pipeline.locations import check_output_location
 from pipeline.read import list_input_files
 from pipeline.score_stage import ScoreFileFn
 from pipeline.shards import PROGRESS_DIR
@@ -167,6 +168,11 @@ def build_pipeline(
         | "SumScoreCounts" >> beam.CombineGlobally(merge_counts)
     )
     label_counts = labelled | "SumLabelCounts" >> beam.CombineGlobally(merge_counts)
+    damaged_inputs = (
+        scored
+        | "DamagedInputs" >> beam.FlatMap(lambda shard: shard.damaged_inputs)
+        | "ListDamagedInputs" >> beam.combiners.ToList()
+    )
     summary = {
         "config": config.to_dict(),
         "percentiles": percentiles,
@@ -183,14 +189,23 @@ def build_pipeline(
             score_counts=beam.pvalue.AsSingleton(score_counts),
             label_counts=beam.pvalue.AsSingleton(label_counts),
             thresholds=beam.pvalue.AsDict(thresholds),
+            damaged_inputs=beam.pvalue.AsSingleton(damaged_inputs),
         )
     )
 
 
 def write_run_files(
-    summary: dict, score_counts: dict, label_counts: dict, thresholds: dict
+    summary: dict,
+    score_counts: dict,
+    label_counts: dict,
+    thresholds: dict,
+    damaged_inputs: Sequence[dict] = (),
 ) -> dict:
-    """Write thresholds.json and manifest.json; returns the manifest."""
+    """Write thresholds.json and manifest.json; returns the manifest.
+
+    `damaged_inputs` lists the compressed input files found damaged, each with
+    input_file, lines_read and error.
+    """
     output_dir = summary["config"]["output_dir"]
     table = thresholds_table(summary["percentiles"], thresholds, label_counts)
     files.write_json(files.join(output_dir, THRESHOLDS_FILE), table)
@@ -204,6 +219,7 @@ def write_run_files(
         "input_files": summary["input_files"],
         "counts": accounting(counts),
         "all_counts": dict(sorted(counts.items())),
+        "damaged_inputs": sorted(damaged_inputs, key=lambda entry: entry["input_file"]),
     }
     files.write_json(files.join(output_dir, MANIFEST_FILE), manifest)
     return manifest
@@ -247,9 +263,18 @@ def run(
     runner: Any = None,
     overwrite: bool = False,
 ) -> dict:
-    """Run the whole job and return the manifest read back from the output directory."""
+    """Run the whole job and return the manifest read back from the output directory.
+
+    Raises:
+        ValueError: an invalid option, or an output directory that overlaps the
+            input (OutputLocationError), found before any work starts.
+        FileNotFoundError: no input file matches `config.inputs`.
+        OutputConflictError: the output directory holds another run's output.
+    """
     scorers = build_scorers(config)
+    percentiles_by_name(config, scorers)
     input_files = list_input_files(config.inputs)
+    check_output_location(config.inputs, input_files, config.output_dir)
     claim_output_dir(config, scorers, overwrite)
     options = PipelineOptions(list(beam_args))
     logger.info("annotating %d input file(s) into %s", len(input_files), config.output_dir)

@@ -18,17 +18,17 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from pipeline import files
-from pipeline.read import Document, InputDamagedError, Rejection, parse_record, read_lines
+from pipeline.read import DAMAGED_INPUT, Document, InputIssue, Rejection, read_records
 from pipeline.score import DocumentScorer
 from pipeline.shards import (
     REJECTED_DIR,
     SCORED_DIR,
     ParquetShardWriter,
+    RejectionWriter,
     document_counts,
     marker_path,
     scored_columns,
     shard_name,
-    write_rejections,
 )
 from schemas.config import RunConfig
 from schemas.output import scored_schema
@@ -42,12 +42,17 @@ SCORE_STAGE = "score"
 
 @dataclass
 class ShardResult:
-    """A completed shard: its name, path and counts."""
+    """A completed shard: its name, path, counts and the damage found in its input.
+
+    `damaged_inputs` has one entry per damaged input file, with the keys
+    input_file, lines_read and error.
+    """
 
     name: str
     path: str
     counts: dict[str, int] = field(default_factory=dict)
     skipped: bool = False
+    damaged_inputs: list[dict] = field(default_factory=list)
 
 
 class ScoreFileFn(beam.DoFn):
@@ -77,41 +82,70 @@ class ScoreFileFn(beam.DoFn):
                 yield _completed(name, marker)
                 continue
             result = self._write_shard(name, items)
-            files.write_json(marker, {"name": name, "path": result.path, "counts": result.counts})
+            stored = {"name": name, "path": result.path, "counts": result.counts}
+            files.write_json(marker, stored | {"damaged_inputs": result.damaged_inputs})
             _report(result.counts)
             yield result
 
-    def _write_shard(self, name: str, items: Iterator[Document | Rejection]) -> ShardResult:
+    def _write_shard(
+        self, name: str, items: Iterator[Document | Rejection | InputIssue]
+    ) -> ShardResult:
         path = files.join(self.config.output_dir, SCORED_DIR, f"{name}.parquet")
         writer = ParquetShardWriter(path, scored_schema(self.scorer_names), self.provenance)
-        counts: Counter[str] = Counter()
-        rejections: list[Rejection] = []
+        rejected = RejectionWriter(
+            files.join(self.config.output_dir, REJECTED_DIR, f"{name}.jsonl")
+        )
+        result = ShardResult(name, path)
+        counts: Counter[str] = Counter(documents_read=0)
         try:
             for batch in _batches(items, self.config.batch_documents):
-                counts.update(document_counts(batch))
-                documents = [item for item in batch if isinstance(item, Document)]
-                rejections.extend(item for item in batch if isinstance(item, Rejection))
-                counts["documents_read"] += len(batch)
-                self._scorer.counts.clear()
-                scored = self._scorer.score(documents)
-                counts.update(self._scorer.counts)
-                writer.write(scored_columns(scored, self.scorer_names))
+                self._write_batch(batch, writer, rejected, counts)
+                result.damaged_inputs.extend(_damage_entries(batch))
         except BaseException:
             writer.abort()
+            rejected.abort()
             raise
-        if rejections:
-            rejected = files.join(self.config.output_dir, REJECTED_DIR, f"{name}.jsonl")
-            write_rejections(rejected, rejections)
+        rejected.close()
         writer.close()
         counts["documents_scored"] = writer.rows
-        counts["documents_rejected"] = len(rejections)
-        return ShardResult(name, path, dict(counts))
+        counts["documents_rejected"] = rejected.count
+        result.counts = dict(counts)
+        return result
+
+    def _write_batch(
+        self,
+        batch: list[Document | Rejection | InputIssue],
+        writer: ParquetShardWriter,
+        rejected: RejectionWriter,
+        counts: Counter[str],
+    ) -> None:
+        """Score the batch's documents into the shard and write its rejections."""
+        documents = [item for item in batch if isinstance(item, Document)]
+        rejections = [item for item in batch if isinstance(item, Rejection)]
+        counts.update(document_counts(batch))
+        counts["documents_read"] += len(documents) + len(rejections)
+        rejected.write(rejections)
+        self._scorer.counts.clear()
+        scored = self._scorer.score(documents)
+        counts.update(self._scorer.counts)
+        writer.write(scored_columns(scored, self.scorer_names))
+
+
+def _damage_entries(batch: Sequence[Document | Rejection | InputIssue]) -> Iterator[dict]:
+    for item in batch:
+        if isinstance(item, InputIssue) and item.reason == DAMAGED_INPUT:
+            yield {
+                "input_file": item.input_file,
+                "lines_read": item.input_line,
+                "error": item.detail,
+            }
 
 
 def _completed(name: str, marker: str) -> ShardResult:
     stored = files.read_json(marker)
     logger.info("skipping completed shard %s", name)
-    return ShardResult(name, stored["path"], stored["counts"], skipped=True)
+    damaged = stored.get("damaged_inputs", [])
+    return ShardResult(name, stored["path"], stored["counts"], skipped=True, damaged_inputs=damaged)
 
 
 def _report(counts: dict[str, int]) -> None:
@@ -124,20 +158,11 @@ def _drain(items: Iterator) -> None:
         pass
 
 
-def _records(input_file: str, config: RunConfig) -> Iterator[Document | Rejection]:
-    try:
-        for line_number, raw in read_lines(input_file):
-            yield parse_record(raw, input_file, line_number, config.read)
-    except InputDamagedError as error:
-        logger.error("%s", error)
-        yield Rejection("damaged_input", str(error), input_file, error.last_good_line + 1, "")
-
-
 def _chunks(
     input_file: str, config: RunConfig
-) -> Iterator[tuple[int, Iterator[Document | Rejection]]]:
+) -> Iterator[tuple[int, Iterator[Document | Rejection | InputIssue]]]:
     """Split a file's records into consecutive shards of `docs_per_shard` (0: one shard)."""
-    records = _records(input_file, config)
+    records = read_records(input_file, config.read)
     size = config.docs_per_shard
     if size <= 0:
         yield 0, records
@@ -168,14 +193,16 @@ def _prepend(first, rest: Iterator) -> Iterator:
     yield from rest
 
 
-def _batches(items: Iterator[Document | Rejection], max_documents: int) -> Iterator[list]:
+def _batches(
+    items: Iterator[Document | Rejection | InputIssue], max_documents: int
+) -> Iterator[list]:
     """Group items into batches of roughly `max_documents` characters' worth of work.
 
     Segments are not known before segmentation, so a batch is closed after
     `max_documents` records or 1,000,000 characters of text, whichever
     comes first; that bounds memory for any mix of short and huge documents.
     """
-    batch: list[Document | Rejection] = []
+    batch: list[Document | Rejection | InputIssue] = []
     characters = 0
     for item in items:
         batch.append(item)
