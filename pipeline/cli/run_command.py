@@ -11,6 +11,7 @@ from pipeline.cli.app import (
     UsageError,
     app,
     check_beam_args,
+    check_percentile,
     fail,
     local_runner,
     parse_percentiles,
@@ -94,9 +95,7 @@ def run_command(
     default_percentile: Annotated[
         float,
         typer.Option(
-            min=0,
-            max=100,
-            help="P, in percent, for scorers without --percentile.",
+            help="P, in percent (0-100), for scorers without --percentile.",
             rich_help_panel=LABELS,
         ),
     ] = DEFAULT_PERCENTILE,
@@ -229,7 +228,10 @@ def run_command(
     fail_fast: Annotated[
         bool,
         typer.Option(
-            help="Stop on the first scorer error instead of writing a null score.",
+            help=(
+                "Stop on the first scorer or segmentation error instead of writing a null "
+                "score or cutting the document into lines."
+            ),
             rich_help_panel=RUN,
         ),
     ] = False,
@@ -257,7 +259,9 @@ def run_command(
             segment=SegmentOptions(language_field=language_field, kind=kind),
             label=LabelOptions(
                 percentiles=parse_percentiles(percentile),
-                default_percentile=default_percentile,
+                default_percentile=check_percentile(
+                    f"--default-percentile {default_percentile:g}", default_percentile
+                ),
                 good_token=good_token,
                 bad_token=bad_token,
                 quantile_epsilon=quantile_epsilon,
@@ -273,24 +277,43 @@ def run_command(
 
 
 def execute(config: RunConfig, beam_args: list[str], runner: str, overwrite: bool) -> None:
-    """Run the pipeline, turning known failures into one-line messages and exit codes."""
+    """Run the pipeline, turning known failures into one-line messages and exit codes.
+
+    Options and locations are checked before the run starts, so a usage error
+    (exit code 2) leaves no output behind.
+    """
+    from pipeline.run import OutputConflictError, run
+
+    check_before_run(config)
+    try:
+        manifest = run(config, beam_args, local_runner(runner), overwrite)
+    except OutputConflictError as error:
+        fail(str(error), 2)
+    print_summary(config.output_dir, manifest)
+
+
+def check_before_run(config: RunConfig) -> None:
+    """Exit with code 2 and a one-line message on an invalid scorer, input or output."""
+    from pipeline.locations import check_output_location
     from pipeline.read import list_input_files
-    from pipeline.run import OutputConflictError, build_scorers, run
+    from pipeline.run import build_scorers, percentiles_by_name
     from scorers.base import MissingDependencyError, ScorerConfigError
     from scorers.registry import UnknownScorerError
 
     try:
-        build_scorers(config)
-        list_input_files(config.inputs)
-    except (UnknownScorerError, MissingDependencyError, ScorerConfigError, ValueError) as error:
+        scorers = build_scorers(config)
+    except ScorerConfigError as error:
         fail(str(error), 2)
-    except FileNotFoundError as error:
-        fail(str(error), 2)
+    except (UnknownScorerError, MissingDependencyError, ValueError) as error:
+        fail(f"--scorers: {error}", 2)
     try:
-        manifest = run(config, beam_args, local_runner(runner), overwrite)
-    except (OutputConflictError, ValueError) as error:
+        percentiles_by_name(config, scorers)
+        input_files = list_input_files(config.inputs)
+        check_output_location(config.inputs, input_files, config.output_dir)
+    except FileNotFoundError as error:
+        fail(f"INPUTS: {error}", 2)
+    except ValueError as error:  # OutputLocationError, or --percentile for another scorer
         fail(str(error), 2)
-    print_summary(config.output_dir, manifest)
 
 
 def print_summary(output_dir: str, manifest: dict) -> None:
