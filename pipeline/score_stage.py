@@ -181,10 +181,14 @@ def _chunks(
 
 
 def _take(iterator: Iterator, count: int) -> Iterator:
-    for _ in range(count):
+    """Yield items until `count` documents, rejected or not, have passed; InputIssues are free."""
+    documents = 0
+    while documents < count:
         item = next(iterator, None)
         if item is None:
             return
+        if not isinstance(item, InputIssue):
+            documents += 1
         yield item
 
 

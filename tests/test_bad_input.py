@@ -384,6 +384,16 @@ def test_truncated_gzip_keeps_lines_before_damage(tmp_path):
     assert rerun.manifest["counts"] == outcome.manifest["counts"]
 
 
+def test_blank_lines_do_not_count_toward_shards(tmp_path):
+    lines = [line for i in range(5) for line in (record(f"Document {i}.", id=f"d{i}"), b"")]
+    outcome = run_lines(tmp_path, lines, docs_per_shard=2)
+
+    assert_accounting(outcome, read=5, written=5, rejected=0)
+    assert_counters(outcome, {"blank_lines_skipped": 5})
+    shards = sorted((outcome.out / "shards").glob("*.parquet"))
+    assert [pq.read_metadata(path).num_rows for path in shards] == [2, 2, 1]
+
+
 def test_scorer_error_nulls_one_segment(tmp_path, fake_scorer):
     text = f"A fine sentence. This one goes {RAISE_MARK}. Another fine one."
     lines = [record(text, id="doc"), record("Other document.", id="other")]
