@@ -1,15 +1,21 @@
 """Read JSON Lines documents, one record per line, through Beam's FileSystems.
 
-Every line read ends as exactly one `Document` or one `Rejection`, so the
-accounting of a run can balance: documents read = written + rejected.
+Every non-blank line read ends as exactly one `Document` or one `Rejection`,
+so the accounting of a run can balance: documents read = written + rejected.
+Blank lines and damaged compressed files are reported as `InputIssue`s, which
+are not documents.
 """
 
 from __future__ import annotations
 
+import bz2
+import codecs
 import json
+import logging
+import lzma
 import posixpath
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +23,8 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from schemas.config import ReadOptions
+
+logger = logging.getLogger(__name__)
 
 INPUT_SUFFIXES = (
     ".jsonl",
@@ -30,6 +38,21 @@ INPUT_SUFFIXES = (
 )
 
 REPLACEMENT_CHARACTER = "\ufffd"
+
+# Input is read and decompressed in blocks of this many bytes. A decompressor
+# that fails returns nothing of the block it failed on, so the lines lost to
+# damage are at most those of one block.
+READ_BLOCK_BYTES = 1 << 16
+
+# Repair reasons, written as repaired_<reason> counters.
+REPAIR_LONE_SURROGATES = "lone_surrogates_replaced"
+REPAIR_CP1252 = "invalid_utf8_decoded_as_cp1252"
+REPAIR_BOM = "utf8_bom_removed"
+REPAIR_INVALID_ID = "invalid_id_replaced"
+
+# InputIssue reasons, which are also their counter names.
+BLANK_LINE = "blank_lines_skipped"
+DAMAGED_INPUT = "input_files_damaged"
 
 
 @dataclass
@@ -55,6 +78,21 @@ class Rejection:
     record: str
 
 
+@dataclass
+class InputIssue:
+    """Something in an input file that contains no document: a blank line, or damage.
+
+    `reason` is `BLANK_LINE` or `DAMAGED_INPUT`. For damage, `input_line` is
+    the number of lines read from the file, including a partial line that the
+    damage cut off.
+    """
+
+    reason: str
+    detail: str
+    input_file: str
+    input_line: int
+
+
 def list_input_files(inputs: str) -> list[str]:
     """Expand a file, glob or directory into a sorted list of input files.
 
@@ -62,7 +100,7 @@ def list_input_files(inputs: str) -> list[str]:
         FileNotFoundError: nothing matches, naming the pattern.
     """
     patterns = [inputs]
-    if FileSystems.exists(inputs) and _is_directory(inputs):
+    if FileSystems.exists(inputs) and is_directory(inputs):
         patterns = [FileSystems.join(inputs, f"*{suffix}") for suffix in INPUT_SUFFIXES]
     paths: set[str] = set()
     for result in FileSystems.match(patterns):
@@ -75,7 +113,8 @@ def list_input_files(inputs: str) -> list[str]:
     return sorted(paths)
 
 
-def _is_directory(path: str) -> bool:
+def is_directory(path: str) -> bool:
+    """Return whether `path` names a directory; a URI does when it ends with a slash."""
     if "://" in path:
         return path.endswith("/")
     import os
@@ -83,51 +122,181 @@ def _is_directory(path: str) -> bool:
     return os.path.isdir(path)
 
 
+def read_records(path: str, options: ReadOptions) -> Iterator[Document | Rejection | InputIssue]:
+    """Read one input file: a Document or Rejection per non-blank line, InputIssues besides.
+
+    Damage in a compressed file ends the reading of that file. The lines before
+    the damage are read. A line cut off by the damage becomes a Rejection with
+    reason ``truncated_line`` unless it still parses. An InputIssue with reason
+    `DAMAGED_INPUT` comes last.
+    """
+    try:
+        for line_number, raw in read_lines(path):
+            if raw.strip():
+                yield parse_record(raw, path, line_number, options)
+            else:
+                yield InputIssue(BLANK_LINE, "blank line", path, line_number)
+    except InputDamagedError as error:
+        logger.error("%s", error)
+        lines_read = error.complete_lines
+        if error.partial_line.strip():
+            lines_read += 1
+            yield _parse_cut_line(error.partial_line, path, lines_read, options)
+        yield InputIssue(DAMAGED_INPUT, str(error), path, lines_read)
+
+
+def _parse_cut_line(
+    raw: bytes, path: str, line_number: int, options: ReadOptions
+) -> Document | Rejection:
+    result = parse_record(raw, path, line_number, options)
+    if isinstance(result, Rejection) and result.reason == "invalid_json":
+        result.reason = "truncated_line"
+        result.detail = f"line is cut off where the compressed data is damaged; {result.detail}"
+    return result
+
+
 def read_lines(path: str) -> Iterator[tuple[int, bytes]]:
-    """Yield (1-based line number, raw line without its newline) from a possibly compressed file.
+    """Yield (1-based line number, raw line without its line ending) from a file.
+
+    A compressed file is decompressed by its suffix, as Beam does (.gz, .bz2, .zst,
+    .xz, .deflate). A last line without a newline is yielded too.
 
     Raises:
-        InputDamagedError: the file ends in the middle of a compressed stream, after
-            yielding every line before the damage.
+        InputDamagedError: the compressed data is corrupt or ends before its end
+            marker. Every complete line before the damage was yielded first. The
+            error's `partial_line` is the start of the line that the damage cut off.
     """
-    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as stream:
-        line_number = 0
-        while True:
-            try:
-                line = stream.readline()
-            except (EOFError, zlib.error, OSError) as error:
-                raise InputDamagedError(path, line_number, error) from error
-            if not line:
-                return
-            line_number += 1
-            yield line_number, line.rstrip(b"\n").rstrip(b"\r")
+    line_number = 0
+    tail: list[bytes] = []
+    try:
+        for block in _decompressed_blocks(path):
+            *complete, rest = block.split(b"\n")
+            if complete:
+                complete[0] = b"".join([*tail, complete[0]])
+                tail = []
+            for line in complete:
+                line_number += 1
+                yield line_number, line[:-1] if line.endswith(b"\r") else line
+            if rest:
+                tail.append(rest)
+    except _CompressedDataError as error:
+        raise InputDamagedError(path, line_number, b"".join(tail), error.cause) from error
+    if tail:
+        last = b"".join(tail)
+        yield line_number + 1, last[:-1] if last.endswith(b"\r") else last
 
 
 class InputDamagedError(Exception):
-    """A compressed input file is truncated or corrupt."""
+    """A compressed input file is truncated or corrupt.
 
-    def __init__(self, path: str, last_good_line: int, cause: Exception) -> None:
+    Attributes:
+        complete_lines: number of complete lines read before the damage.
+        partial_line: the bytes after the last newline before the damage.
+    """
+
+    def __init__(self, path: str, complete_lines: int, partial_line: bytes, cause: Exception):
+        cut = f" and a partial line {complete_lines + 1}" if partial_line.strip() else ""
         super().__init__(
-            f"{path} is damaged after line {last_good_line} ({type(cause).__name__}: {cause}); "
-            "the lines before the damage were processed"
+            f"{path}: the compressed data is damaged ({type(cause).__name__}: {cause}); "
+            f"{complete_lines} complete lines{cut} were read before the damage, the rest "
+            "of the file was not"
         )
         self.path = path
-        self.last_good_line = last_good_line
+        self.complete_lines = complete_lines
+        self.partial_line = partial_line
+
+
+class _CompressedDataError(Exception):
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _decompressed_blocks(path: str) -> Iterator[bytes]:
+    new_decompressor = _decompressor_factory(CompressionTypes.detect_compression_type(path))
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+        blocks = iter(lambda: stream.read(READ_BLOCK_BYTES), b"")
+        if new_decompressor is None:
+            yield from blocks
+        else:
+            yield from _decompress(blocks, new_decompressor)
+
+
+def _decompressor_factory(compression: str) -> Callable[[], Any] | None:
+    # Beam's CompressedFile (Beam 2.77) returns a truncated gzip stream as if it
+    # were complete. Python's decompressors expose `eof`, so they detect it.
+    if compression == CompressionTypes.GZIP:
+        return lambda: zlib.decompressobj(zlib.MAX_WBITS | 16)
+    if compression == CompressionTypes.DEFLATE:
+        return zlib.decompressobj
+    if compression == CompressionTypes.BZIP2:
+        return bz2.BZ2Decompressor
+    if compression == CompressionTypes.LZMA:
+        return lzma.LZMADecompressor
+    if compression == CompressionTypes.ZSTD:
+        import zstandard
+
+        # The window limit is Beam's, so any file Beam reads is read here too.
+        return zstandard.ZstdDecompressor(max_window_size=2**31).decompressobj
+    return None
+
+
+def _decompression_errors() -> tuple[type[Exception], ...]:
+    import zstandard
+
+    return (zlib.error, OSError, EOFError, lzma.LZMAError, zstandard.ZstdError)
+
+
+def _decompress(blocks: Iterable[bytes], new_decompressor: Callable[[], Any]) -> Iterator[bytes]:
+    """Decompress a stream of one or more concatenated members, as `cat a.gz b.gz` makes.
+
+    Raises:
+        _CompressedDataError: the data is corrupt, or the last member has no end marker.
+    """
+    errors = _decompression_errors()
+    decompressor = None
+    for data in blocks:
+        while data:
+            if decompressor is None or decompressor.eof:
+                decompressor = new_decompressor()
+            try:
+                output = decompressor.decompress(data)
+            except errors as error:
+                raise _CompressedDataError(error) from error
+            yield output
+            data = decompressor.unused_data if decompressor.eof else b""
+    if decompressor is not None and not decompressor.eof:
+        raise _CompressedDataError(EOFError("the data ends before the end-of-stream marker"))
 
 
 def parse_record(
     raw: bytes, path: str, line_number: int, options: ReadOptions
 ) -> Document | Rejection:
-    """Turn one raw line into a Document, or a Rejection naming what is wrong with it."""
+    """Turn one raw line into a Document, or a Rejection naming what is wrong with it.
+
+    These repairs are made, and the Document's `repairs` names each one:
+
+    - bytes that are not valid UTF-8 are decoded as Windows-1252, a superset of
+      the printable Latin-1 characters;
+    - a leading UTF-8 byte order mark is removed;
+    - lone surrogates in the text become U+FFFD;
+    - an id that is not a non-empty string or integer is replaced by FILE:LINE
+      and kept in the metadata.
+    """
 
     def reject(reason: str, detail: str) -> Rejection:
         record = raw.decode("utf-8", errors="backslashreplace")
         return Rejection(reason, detail, path, line_number, record)
 
+    repairs: list[str] = []
     try:
         line = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        return reject("invalid_utf8", f"line is not valid UTF-8: {error}")
+    except UnicodeDecodeError:
+        line = raw.decode("utf-8", errors=CP1252_FALLBACK)
+        repairs.append(REPAIR_CP1252)
+    if line.startswith("\ufeff"):
+        line = line[1:]
+        repairs.append(REPAIR_BOM)
     try:
         record = json.loads(line)
     except json.JSONDecodeError as error:
@@ -140,20 +309,51 @@ def parse_record(
     if not isinstance(text, str):
         kind = type(text).__name__
         return reject("text_not_string", f"field {options.text_field!r} is a {kind}, not a string")
-    repairs: list[str] = []
     if _has_lone_surrogate(text):
         text = _replace_lone_surrogates(text)
-        repairs.append("lone_surrogates_replaced")
-    doc_id = _document_id(record.pop(options.id_field, None), path, line_number)
+        repairs.append(REPAIR_LONE_SURROGATES)
+    given_id = record.pop(options.id_field, None)
+    doc_id = _document_id(given_id)
+    if doc_id is None:
+        doc_id = f"{posixpath.basename(path)}:{line_number}"
+        if given_id is not None:
+            # The unusable id stays in the metadata, so it is not lost.
+            record[options.id_field] = given_id
+            repairs.append(REPAIR_INVALID_ID)
     return Document(doc_id, text, record, path, line_number, repairs)
 
 
-def _document_id(value: Any, path: str, line_number: int) -> str:
+def _decode_as_cp1252(error: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: decode the bytes that are not UTF-8 as Windows-1252.
+
+    The five bytes that Windows-1252 leaves undefined become the C1 control
+    characters of the same value, as in Latin-1 and in the WHATWG encoding
+    standard's windows-1252.
+    """
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    invalid = error.object[error.start : error.end]
+    return "".join(_cp1252_character(byte) for byte in invalid), error.end
+
+
+def _cp1252_character(byte: int) -> str:
+    try:
+        return bytes([byte]).decode("cp1252")
+    except UnicodeDecodeError:
+        return chr(byte)
+
+
+CP1252_FALLBACK = "feedback_annotate.cp1252_fallback"
+codecs.register_error(CP1252_FALLBACK, _decode_as_cp1252)
+
+
+def _document_id(value: Any) -> str | None:
+    """Return the id as a string, or None unless it is a non-empty string or an integer."""
     if isinstance(value, str) and value and not _has_lone_surrogate(value):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
-    return f"{posixpath.basename(path)}:{line_number}"
+    return None
 
 
 def _has_lone_surrogate(text: str) -> bool:

@@ -19,6 +19,7 @@ from pipeline import files
 from pipeline.dedup import lsh_parameters
 from pipeline.dedup_stage import AttachDuplicates
 from pipeline.label_stage import LabelShardFn
+from pipeline.locations import check_output_location
 from pipeline.read import list_input_files
 from pipeline.score_stage import ScoreFileFn
 from pipeline.shards import DUPLICATES_DIR, PROGRESS_DIR
@@ -173,6 +174,11 @@ def build_pipeline(
         | "SumScoreCounts" >> beam.CombineGlobally(merge_counts)
     )
     label_counts = labelled | "SumLabelCounts" >> beam.CombineGlobally(merge_counts)
+    damaged_inputs = (
+        scored
+        | "DamagedInputs" >> beam.FlatMap(lambda shard: shard.damaged_inputs)
+        | "ListDamagedInputs" >> beam.combiners.ToList()
+    )
     summary = {
         "config": config.to_dict(),
         "config_file": config_file,
@@ -191,6 +197,7 @@ def build_pipeline(
             score_counts=beam.pvalue.AsSingleton(score_counts),
             label_counts=beam.pvalue.AsSingleton(label_counts),
             thresholds=beam.pvalue.AsDict(thresholds),
+            damaged_inputs=beam.pvalue.AsSingleton(damaged_inputs),
         )
     )
 
@@ -207,9 +214,17 @@ def dedup_bands(config: RunConfig) -> tuple[int, int]:
 
 
 def write_run_files(
-    summary: dict, score_counts: dict, label_counts: dict, thresholds: dict
+    summary: dict,
+    score_counts: dict,
+    label_counts: dict,
+    thresholds: dict,
+    damaged_inputs: Sequence[dict] = (),
 ) -> dict:
-    """Write thresholds.json and manifest.json; returns the manifest."""
+    """Write thresholds.json and manifest.json; returns the manifest.
+
+    `damaged_inputs` lists the compressed input files found damaged, each with
+    input_file, lines_read and error.
+    """
     output_dir = summary["config"]["output_dir"]
     table = thresholds_table(summary["percentiles"], thresholds, label_counts)
     files.write_json(files.join(output_dir, THRESHOLDS_FILE), table)
@@ -225,6 +240,7 @@ def write_run_files(
         "dedup_lsh": summary["dedup_lsh"],
         "counts": accounting(counts),
         "all_counts": dict(sorted(counts.items())),
+        "damaged_inputs": sorted(damaged_inputs, key=lambda entry: entry["input_file"]),
     }
     files.write_json(files.join(output_dir, MANIFEST_FILE), manifest)
     return manifest
@@ -273,10 +289,18 @@ def run(
     """Run the whole job and return the manifest read back from the output directory.
 
     `progress_dir` and `config_file` are passed to `build_pipeline`.
+
+    Raises:
+        ValueError: an invalid option, or an output directory that overlaps the
+            input (OutputLocationError), found before any work starts.
+        FileNotFoundError: no input file matches `config.inputs`.
+        OutputConflictError: the output directory holds another run's output.
     """
     scorers = build_scorers(config)
     dedup_bands(config)
+    percentiles_by_name(config, scorers)
     input_files = list_input_files(config.inputs)
+    check_output_location(config.inputs, input_files, config.output_dir)
     claim_output_dir(config, scorers, overwrite)
     options = PipelineOptions(list(beam_args))
     logger.info("annotating %d input file(s) into %s", len(input_files), config.output_dir)

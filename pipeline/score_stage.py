@@ -23,19 +23,19 @@ from apache_beam.metrics import Metrics
 from pipeline import files
 from pipeline.dedup import DocumentKey
 from pipeline.progress import ProgressWriter
-from pipeline.read import Document, InputDamagedError, Rejection, parse_record, read_lines
+from pipeline.read import DAMAGED_INPUT, Document, InputIssue, Rejection, read_records
 from pipeline.score import DocumentScorer
 from pipeline.shards import (
     DUPLICATES_DIR,
     REJECTED_DIR,
     SCORED_DIR,
     ParquetShardWriter,
+    RejectionWriter,
     document_counts,
     marker_path,
     scored_columns,
     shard_name,
     write_duplicates,
-    write_rejections,
 )
 from schemas.config import RunConfig
 from schemas.output import scored_schema
@@ -51,12 +51,17 @@ SEGMENT_COUNTS = tuple(f"segments_{kind}" for kind in SEGMENT_KINDS)
 
 @dataclass
 class ShardResult:
-    """A completed shard: its name, path and counts."""
+    """A completed shard: its name, path, counts and the damage found in its input.
+
+    `damaged_inputs` has one entry per damaged input file, with the keys
+    input_file, lines_read and error.
+    """
 
     name: str
     path: str
     counts: dict[str, int] = field(default_factory=dict)
     skipped: bool = False
+    damaged_inputs: list[dict] = field(default_factory=list)
 
 
 class ScoreFileFn(beam.DoFn):
@@ -110,46 +115,65 @@ class ScoreFileFn(beam.DoFn):
                 yield completed
                 continue
             result = self._write_shard(name, items, duplicates)
-            files.write_json(marker, {"name": name, "path": result.path, "counts": result.counts})
+            stored = {"name": name, "path": result.path, "counts": result.counts}
+            files.write_json(marker, stored | {"damaged_inputs": result.damaged_inputs})
             _report(result.counts)
             yield result
 
     def _write_shard(
         self,
         name: str,
-        items: Iterator[Document | Rejection],
+        items: Iterator[Document | Rejection | InputIssue],
         duplicates: Mapping[int, DocumentKey],
     ) -> ShardResult:
         path = files.join(self.config.output_dir, SCORED_DIR, f"{name}.parquet")
         writer = ParquetShardWriter(path, scored_schema(self.scorer_names), self.provenance)
-        counts: Counter[str] = Counter()
-        rejections: list[Rejection] = []
+        rejected = RejectionWriter(
+            files.join(self.config.output_dir, REJECTED_DIR, f"{name}.jsonl")
+        )
+        result = ShardResult(name, path)
+        counts: Counter[str] = Counter(documents_read=0)
         removed: list[tuple[Document, DocumentKey]] = []
         try:
             for batch in _batches(items, self.config.batch_documents):
-                counts.update(document_counts(batch))
-                documents = _remove_duplicates(batch, duplicates, removed)
-                rejections.extend(item for item in batch if isinstance(item, Rejection))
-                counts["documents_read"] += len(batch)
-                self._scorer.counts.clear()
-                scored = self._scorer.score(documents)
-                counts.update(self._scorer.counts)
-                writer.write(scored_columns(scored, self.scorer_names))
-                self._add_progress(len(batch), self._scorer.counts)
+                self._write_batch(batch, writer, rejected, counts, duplicates, removed)
+                result.damaged_inputs.extend(_damage_entries(batch))
         except BaseException:
             writer.abort()
+            rejected.abort()
             raise
-        if rejections:
-            rejected = files.join(self.config.output_dir, REJECTED_DIR, f"{name}.jsonl")
-            write_rejections(rejected, rejections)
+        rejected.close()
         if removed and self.config.dedup.write_duplicates:
             removed_path = files.join(self.config.output_dir, DUPLICATES_DIR, f"{name}.jsonl")
             write_duplicates(removed_path, removed)
         writer.close()
         counts["documents_scored"] = writer.rows
-        counts["documents_rejected"] = len(rejections)
+        counts["documents_rejected"] = rejected.count
         counts["documents_duplicates"] = len(removed)
-        return ShardResult(name, path, dict(counts))
+        result.counts = dict(counts)
+        return result
+
+    def _write_batch(
+        self,
+        batch: list[Document | Rejection | InputIssue],
+        writer: ParquetShardWriter,
+        rejected: RejectionWriter,
+        counts: Counter[str],
+        duplicates: Mapping[int, DocumentKey],
+        removed: list[tuple[Document, DocumentKey]],
+    ) -> None:
+        """Score the batch's documents into the shard and write its rejections."""
+        rejections = [item for item in batch if isinstance(item, Rejection)]
+        read = sum(1 for item in batch if isinstance(item, Document)) + len(rejections)
+        documents = _remove_duplicates(batch, duplicates, removed)
+        counts.update(document_counts(batch))
+        counts["documents_read"] += read
+        rejected.write(rejections)
+        self._scorer.counts.clear()
+        scored = self._scorer.score(documents)
+        counts.update(self._scorer.counts)
+        writer.write(scored_columns(scored, self.scorer_names))
+        self._add_progress(read, self._scorer.counts)
 
     def _add_progress(self, documents: int, counts: dict[str, int]) -> None:
         if self._progress is not None:
@@ -158,7 +182,7 @@ class ScoreFileFn(beam.DoFn):
 
 
 def _remove_duplicates(
-    batch: list[Document | Rejection],
+    batch: list[Document | Rejection | InputIssue],
     duplicates: Mapping[int, DocumentKey],
     removed: list[tuple[Document, DocumentKey]],
 ) -> list[Document]:
@@ -175,10 +199,21 @@ def _remove_duplicates(
     return documents
 
 
+def _damage_entries(batch: Sequence[Document | Rejection | InputIssue]) -> Iterator[dict]:
+    for item in batch:
+        if isinstance(item, InputIssue) and item.reason == DAMAGED_INPUT:
+            yield {
+                "input_file": item.input_file,
+                "lines_read": item.input_line,
+                "error": item.detail,
+            }
+
+
 def _completed(name: str, marker: str) -> ShardResult:
     stored = files.read_json(marker)
     logger.info("skipping completed shard %s", name)
-    return ShardResult(name, stored["path"], stored["counts"], skipped=True)
+    damaged = stored.get("damaged_inputs", [])
+    return ShardResult(name, stored["path"], stored["counts"], skipped=True, damaged_inputs=damaged)
 
 
 def _report(counts: dict[str, int]) -> None:
@@ -191,20 +226,11 @@ def _drain(items: Iterator) -> None:
         pass
 
 
-def _records(input_file: str, config: RunConfig) -> Iterator[Document | Rejection]:
-    try:
-        for line_number, raw in read_lines(input_file):
-            yield parse_record(raw, input_file, line_number, config.read)
-    except InputDamagedError as error:
-        logger.error("%s", error)
-        yield Rejection("damaged_input", str(error), input_file, error.last_good_line + 1, "")
-
-
 def _chunks(
     input_file: str, config: RunConfig
-) -> Iterator[tuple[int, Iterator[Document | Rejection]]]:
+) -> Iterator[tuple[int, Iterator[Document | Rejection | InputIssue]]]:
     """Split a file's records into consecutive shards of `docs_per_shard` (0: one shard)."""
-    records = _records(input_file, config)
+    records = read_records(input_file, config.read)
     size = config.docs_per_shard
     if size <= 0:
         yield 0, records
@@ -223,10 +249,14 @@ def _chunks(
 
 
 def _take(iterator: Iterator, count: int) -> Iterator:
-    for _ in range(count):
+    """Yield items until `count` documents, rejected or not, have passed; InputIssues are free."""
+    documents = 0
+    while documents < count:
         item = next(iterator, None)
         if item is None:
             return
+        if not isinstance(item, InputIssue):
+            documents += 1
         yield item
 
 
@@ -235,14 +265,16 @@ def _prepend(first, rest: Iterator) -> Iterator:
     yield from rest
 
 
-def _batches(items: Iterator[Document | Rejection], max_documents: int) -> Iterator[list]:
+def _batches(
+    items: Iterator[Document | Rejection | InputIssue], max_documents: int
+) -> Iterator[list]:
     """Group items into batches of roughly `max_documents` characters' worth of work.
 
     Segments are not known before segmentation, so a batch is closed after
     `max_documents` records or 1,000,000 characters of text, whichever
     comes first; that bounds memory for any mix of short and huge documents.
     """
-    batch: list[Document | Rejection] = []
+    batch: list[Document | Rejection | InputIssue] = []
     characters = 0
     for item in items:
         batch.append(item)

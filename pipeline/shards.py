@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import files
-from pipeline.read import Document, Rejection, metadata_json
+from pipeline.read import Document, InputIssue, Rejection, metadata_json
 from pipeline.score import ScoredDocument
 from schemas.output import SCHEMA_METADATA_KEY, score_column
 
@@ -108,11 +108,37 @@ class ParquetShardWriter:
         self._file.abort()
 
 
-def write_rejections(path: str, rejections: Sequence[Rejection]) -> None:
-    """Write dead-letter records as JSON Lines: the record as read, where it was, and why."""
-    lines = [json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in rejections]
-    data = "".join(lines).encode("utf-8", "surrogatepass")
-    files.write_atomically(path, lambda f: f.write(data))
+class RejectionWriter:
+    """Streams dead-letter records as JSON Lines into one file, renamed into place on `close`.
+
+    Each line contains the record as read, its input file and line, and the
+    reason. The file is created on the first rejection, so a shard without
+    rejections leaves no file.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.count = 0
+        self._file: files.AtomicFile | None = None
+
+    def write(self, rejections: Sequence[Rejection]) -> None:
+        if not rejections:
+            return
+        if self._file is None:
+            self._file = files.AtomicFile(self.path)
+        for rejection in rejections:
+            line = json.dumps(asdict(rejection), ensure_ascii=False) + "\n"
+            # A lone surrogate becomes its JSON escape, so the file stays valid UTF-8.
+            self._file.stream.write(line.encode("utf-8", "backslashreplace"))
+        self.count += len(rejections)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.commit()
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.abort()
 
 
 def write_duplicates(path: str, removed: Sequence[tuple[Document, tuple[str, str, int]]]) -> None:
@@ -148,11 +174,14 @@ def iter_shard_batches(
         yield from parquet.iter_batches(batch_size=batch_rows, columns=columns)
 
 
-def document_counts(documents: Sequence[Document | Rejection]) -> Counter[str]:
+def document_counts(items: Sequence[Document | Rejection | InputIssue]) -> Counter[str]:
+    """Count rejections (rejected_<reason>), repairs (repaired_<reason>) and input issues."""
     counts: Counter[str] = Counter()
-    for item in documents:
+    for item in items:
         if isinstance(item, Rejection):
             counts[f"rejected_{item.reason}"] += 1
+        elif isinstance(item, InputIssue):
+            counts[item.reason] += 1
         else:
             counts.update(f"repaired_{repair}" for repair in item.repairs)
     return counts

@@ -112,7 +112,8 @@ class RunConfig:
         docs_per_shard: documents per output shard; 0 means one shard per input file.
         batch_documents: documents segmented and scored together; with a cap of 1,000,000
             characters per batch it bounds a worker's memory.
-        fail_fast: raise on the first scorer error instead of writing a null score.
+        fail_fast: raise on the first scorer error, invalid score or segmentation error
+            instead of writing a null score or cutting the document into lines.
         dedup: how duplicate documents are removed before scoring.
     """
 

@@ -30,8 +30,13 @@ def test_run_help_explains_options():
     ("extra", "message"),
     [
         (["--percentile", "toxicity_profanity=101"], "between 0 and 100"),
+        (["--percentile", "toxicity_profanity=-1"], "between 0 and 100"),
+        (["--default-percentile", "100.5"], "--default-percentile 100.5: P is a percentage"),
+        (["--default-percentile", "-3"], "--default-percentile -3: P is a percentage"),
         (["--percentile", "toxicity_profanity"], "expects NAME=VALUE"),
-        (["--scorers", "nonsense"], "unknown scorer 'nonsense'"),
+        (["--percentile", "code_style=5"], "--percentile names scorer 'code_style'"),
+        (["--scorers", "nonsense"], "--scorers: unknown scorer 'nonsense'"),
+        (["--scorers", "toxicity_profanity,toxicity_profanity"], "--scorers: a scorer is listed"),
         (["--kind", "poetry"], "--kind must be"),
         (["--not-an-option", "1"], "unknown option --not-an-option"),
         (["--dedup", "fuzzy"], "--dedup must be none, exact or minhash"),
@@ -48,6 +53,40 @@ def test_usage_errors_exit_2(tmp_path, extra, message):
     result = runner.invoke(app, args + extra)
     assert result.exit_code == 2, result.output
     assert message in result.output
+    assert result.output.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("inputs", "output", "message"),
+    [
+        ("data", "data/out", "OUTPUT_DIR {out} is inside the input directory {inputs}"),
+        ("data/", "data", "OUTPUT_DIR {out} is the input directory {inputs}"),
+        ("data/a.jsonl", "data/a.jsonl", "OUTPUT_DIR {out} is the input file"),
+        ("data/a.jsonl", "data", "the input file data/a.jsonl is inside OUTPUT_DIR data"),
+        ("data/**", "data/out", "the input pattern {inputs} matches files that the run writes"),
+        ("data/*.json", "data", "the input pattern {inputs} matches files that the run writes"),
+    ],
+)
+def test_output_overlapping_input_exits_2(tmp_path, monkeypatch, inputs, output, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "a.jsonl", [{"text": "Hello."}])
+    (tmp_path / "data" / "b.json").write_text('{"text": "Hi."}\n')
+    result = runner.invoke(app, ["run", inputs, output, "--scorers", "code_style"])
+    assert result.exit_code == 2, result.output
+    assert message.format(out=output, inputs=inputs) in result.output
+    assert result.output.count("\n") == 1
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["a.jsonl", "b.json"]
+
+
+def test_output_beside_input_is_accepted(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "a.jsonl", [{"text": "Hello."}])
+    result = runner.invoke(app, ["run", "data/*.jsonl", "data/out", "--scorers", "code_style"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "data" / "out" / "manifest.json").exists()
 
 
 def test_missing_input_exits_2(tmp_path):
@@ -55,7 +94,9 @@ def test_missing_input_exits_2(tmp_path):
         app, ["run", str(tmp_path / "none.jsonl"), str(tmp_path / "out"), "--scorers", "code_style"]
     )
     assert result.exit_code == 2
-    assert "no input files match" in result.output
+    assert "INPUTS: no input files match" in result.output
+    assert result.output.count("\n") == 1
+    assert not (tmp_path / "out").exists()
 
 
 def test_run_directrunner_writes_output(tmp_path):

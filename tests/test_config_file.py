@@ -154,7 +154,7 @@ def test_printed_config_reads_back(paths, tmp_path):
         ("default-percentile =\n", "is not valid TOML"),
         ("[beam]\nrunner = 'DataflowRunner'\n", "top-level key 'runner'"),
         ("runner = {a = 1}\n", "runner takes a single value, not a table"),
-        ("default-percentile = 200\n", "less than or equal to 100"),
+        ("default-percentile = 200\n", "between 0 and 100"),
         ("[beam]\nnot_a_beam_option = 1\n", "unknown option --not_a_beam_option"),
     ],
 )

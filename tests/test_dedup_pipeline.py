@@ -168,10 +168,12 @@ def test_two_workers_shuffled_copy_same_kept_set(tmp_path, corpus, worker_path):
     shuffled = list(records)
     random.Random(11).shuffle(shuffled)
     half = len(shuffled) // 2
-    write_jsonl(tmp_path / "a.jsonl", shuffled[:half])
-    write_jsonl(tmp_path / "b.jsonl", shuffled[half:])
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_jsonl(inputs / "a.jsonl", shuffled[:half])
+    write_jsonl(inputs / "b.jsonl", shuffled[half:])
     beam_args = ["--direct_num_workers", "2", "--direct_running_mode", "multi_processing"]
-    config = minhash_config(tmp_path, tmp_path / "out")
+    config = minhash_config(inputs, tmp_path / "out")
     manifest = run(config, beam_args, runner=local_runner())
     assert kept_ids(tmp_path / "out") == expected
     assert manifest["counts"]["documents_duplicates"] == len(records) - len(expected)
@@ -252,8 +254,10 @@ def test_damaged_file_still_balances(tmp_path):
     with pytest.raises(InputDamagedError):
         list(read_lines(str(source)))
     config = RunConfig(str(source), str(tmp_path / "out"), SCORERS, dedup=DedupOptions("exact"))
-    counts = run(config, runner=FnApiRunner())["counts"]
-    assert counts["documents_read"] == 1
-    assert counts["documents_rejected"] == 1
+    manifest = run(config, runner=FnApiRunner())
+    counts = manifest["counts"]
+    # The damage lies in the first 64 KiB block, so no complete line precedes it.
+    assert counts["documents_read"] == 0
     assert counts["documents_duplicates"] == 0
     assert counts["balanced"] is True
+    assert [entry["input_file"] for entry in manifest["damaged_inputs"]] == [str(source)]

@@ -53,12 +53,15 @@ def parse_percentiles(values: list[str]) -> dict[str, float]:
             percentile = float(text)
         except ValueError:
             raise UsageError(f"--percentile {name}={text}: {text!r} is not a number") from None
-        if not 0 <= percentile <= 100:
-            raise UsageError(
-                f"--percentile {name}={text}: P is a percentage and must be between 0 and 100"
-            )
-        result[name] = percentile
+        result[name] = check_percentile(f"--percentile {name}={text}", percentile)
     return result
+
+
+def check_percentile(option: str, percentile: float) -> float:
+    """Return `percentile`, or raise UsageError naming `option` when it is outside 0-100."""
+    if not 0 <= percentile <= 100:
+        raise UsageError(f"{option}: P is a percentage and must be between 0 and 100")
+    return percentile
 
 
 def parse_scorer_options(values: list[str]) -> dict[str, dict[str, Any]]:

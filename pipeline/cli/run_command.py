@@ -12,6 +12,7 @@ from pipeline.cli.app import (
     UsageError,
     app,
     check_beam_args,
+    check_percentile,
     fail,
     local_runner,
     parse_percentiles,
@@ -131,9 +132,7 @@ def run_command(
     default_percentile: Annotated[
         float,
         typer.Option(
-            min=0,
-            max=100,
-            help="P, in percent, for scorers without --percentile.",
+            help="P, in percent (0-100), for scorers without --percentile.",
             rich_help_panel=LABELS,
         ),
     ] = DEFAULT_PERCENTILE,
@@ -212,7 +211,10 @@ def run_command(
     fail_fast: Annotated[
         bool,
         typer.Option(
-            help="Stop on the first scorer error instead of writing a null score.",
+            help=(
+                "Stop on the first scorer or segmentation error instead of writing a null "
+                "score or cutting the document into lines."
+            ),
             rich_help_panel=RUN,
         ),
     ] = False,
@@ -315,7 +317,9 @@ def run_command(
             segment=SegmentOptions(language_field=language_field, kind=kind),
             label=LabelOptions(
                 percentiles=parse_percentiles(percentile),
-                default_percentile=default_percentile,
+                default_percentile=check_percentile(
+                    f"--default-percentile {default_percentile:g}", default_percentile
+                ),
                 good_token=good_token,
                 bad_token=bad_token,
                 quantile_epsilon=quantile_epsilon,
@@ -355,33 +359,52 @@ def execute(
 ) -> None:
     """Run the pipeline, turning known failures into one-line messages and exit codes.
 
+    Options and locations are checked before the run starts, so a usage error
+    (exit code 2) leaves no output behind.
+
     Args:
         progress: show the scoring pass's progress on stderr; only for local runners.
         report: write OUT/report.html at the end, unless matplotlib is missing.
         config_file: the --config file, recorded in the manifest.
     """
-    from pipeline.read import list_input_files
-    from pipeline.run import OutputConflictError, build_scorers, dedup_bands, run
-    from scorers.base import MissingDependencyError, ScorerConfigError
-    from scorers.registry import UnknownScorerError
+    from pipeline.run import OutputConflictError, run
 
-    try:
-        build_scorers(config)
-        dedup_bands(config)
-        input_files = list_input_files(config.inputs)
-    except (UnknownScorerError, MissingDependencyError, ScorerConfigError, ValueError) as error:
-        fail(str(error), 2)
-    except FileNotFoundError as error:
-        fail(str(error), 2)
+    input_files = check_before_run(config)
     try:
         with progress_display(input_files, progress) as display:
             progress_dir = display.directory if display else None
             beam_runner = local_runner(runner)
             manifest = run(config, beam_args, beam_runner, overwrite, progress_dir, config_file)
-    except (OutputConflictError, ValueError) as error:
+    except OutputConflictError as error:
         fail(str(error), 2)
     report_path = write_report(config.output_dir) if report else None
     print_summary(config.output_dir, manifest, report_path)
+
+
+def check_before_run(config: RunConfig) -> list[str]:
+    """Return the input files, or exit with code 2 on an invalid scorer, input or output."""
+    from pipeline.locations import check_output_location
+    from pipeline.read import list_input_files
+    from pipeline.run import build_scorers, dedup_bands, percentiles_by_name
+    from scorers.base import MissingDependencyError, ScorerConfigError
+    from scorers.registry import UnknownScorerError
+
+    try:
+        scorers = build_scorers(config)
+    except ScorerConfigError as error:
+        fail(str(error), 2)
+    except (UnknownScorerError, MissingDependencyError, ValueError) as error:
+        fail(f"--scorers: {error}", 2)
+    try:
+        dedup_bands(config)
+        percentiles_by_name(config, scorers)
+        input_files = list_input_files(config.inputs)
+        check_output_location(config.inputs, input_files, config.output_dir)
+    except FileNotFoundError as error:
+        fail(f"INPUTS: {error}", 2)
+    except ValueError as error:  # OutputLocationError, --percentile or --dedup options
+        fail(str(error), 2)
+    return input_files
 
 
 def progress_display(input_files: list[str], enabled: bool):
