@@ -5,14 +5,15 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.label import remove_tokens
+from pipeline.label import restore_text
 from pipeline.run import run
-from schemas.config import LabelOptions, RunConfig
+from schemas.config import RunConfig
 from schemas.output import labelled_schema, score_column
 from tests.conftest import sample_records, write_jsonl
 
 SCORERS = ("toxicity_profanity", "code_style")
 NAMES = ["toxicity_profanity_v1", "code_style_pycodestyle_v1"]
+TOKENS = ["<|good|>", "<|bad|>"]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def test_removing_tokens_gives_back_input(finished_run):
     by_id = dict(zip(table.column("id").to_pylist(), table.column("text").to_pylist(), strict=True))
     assert len(by_id) == len(records)
     for record in records:
-        assert remove_tokens(by_id[record["id"]], LabelOptions()) == record["text"], record["id"]
+        assert restore_text(by_id[record["id"]], TOKENS) == record["text"], record["id"]
 
 
 def test_one_token_per_non_blank_segment(finished_run):
@@ -50,7 +51,7 @@ def test_one_token_per_non_blank_segment(finished_run):
         tokens = row["text"].count("<|good|>") + row["text"].count("<|bad|>")
         non_blank = sum(1 for segment in row["segments"] if segment.strip())
         assert tokens == non_blank, row["id"]
-        assert "".join(row["segments"]) == remove_tokens(row["text"], LabelOptions())
+        assert "".join(row["segments"]) == restore_text(row["text"], TOKENS)
         assert row["num_segments"] == len(row["segments"])
 
 
@@ -75,7 +76,8 @@ def test_offsets_slice_segments(finished_run):
 
 def test_metadata_kept(finished_run):
     records, _, table, _ = finished_run
-    metadata = dict(zip(table.column("id").to_pylist(), table.column("metadata").to_pylist()))
+    ids = table.column("id").to_pylist()
+    metadata = dict(zip(ids, table.column("metadata").to_pylist(), strict=True))
     for record in records:
         expected = {k: v for k, v in record.items() if k not in ("id", "text")}
         assert json.loads(metadata[record["id"]]) == expected
@@ -105,9 +107,8 @@ def test_manifest_and_thresholds(finished_run):
 def test_profanity_threshold_is_fifth_percentile(finished_run):
     _, _, table, out = finished_run
     name = "toxicity_profanity_v1"
-    scores = sorted(
-        s for row in table.column(score_column(name)).to_pylist() if row for s in row if s is not None
-    )
+    rows = table.column(score_column(name)).to_pylist()
+    scores = sorted(s for row in rows if row for s in row if s is not None)
     threshold = json.loads((out / "thresholds.json").read_text())[name]["threshold"]
     rank = sum(1 for s in scores if s <= threshold) / len(scores)
     assert 0.04 <= rank <= 0.07

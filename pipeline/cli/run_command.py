@@ -13,24 +13,15 @@ from pipeline.cli.app import (
     check_beam_args,
     fail,
     local_runner,
-    parse_percentiles,
     parse_scorer_options,
 )
-from schemas.config import (
-    DEFAULT_BAD_TOKEN,
-    DEFAULT_GOOD_TOKEN,
-    DEFAULT_PERCENTILE,
-    LabelOptions,
-    ReadOptions,
-    RunConfig,
-    SegmentOptions,
-)
+from pipeline.cli.label_options import with_label_options
+from schemas.config import LabelOptions, ReadOptions, RunConfig, SegmentOptions
 from scorers.registry import DEFAULT_SCORERS
 
 logger = logging.getLogger(__name__)
 
 SCORING = "Scoring"
-LABELS = "Thresholds and tokens"
 INPUT = "Input and segments"
 RUN = "Run"
 
@@ -59,6 +50,7 @@ def toxicity_options(
         "--direct_num_workers 2 --direct_running_mode multi_processing)."
     ),
 )
+@with_label_options
 def run_command(
     ctx: typer.Context,
     inputs: Annotated[
@@ -81,43 +73,6 @@ def run_command(
             rich_help_panel=SCORING,
         ),
     ] = ",".join(DEFAULT_SCORERS),
-    percentile: Annotated[
-        list[str],
-        typer.Option(
-            help=(
-                "SCORER=P: segments scoring at or below the P-th percentile (0-100, in percent) "
-                "of that scorer's scores over the whole run are safe. Repeatable."
-            ),
-            rich_help_panel=LABELS,
-        ),
-    ] = [],  # noqa: B006
-    default_percentile: Annotated[
-        float,
-        typer.Option(
-            min=0,
-            max=100,
-            help="P, in percent, for scorers without --percentile.",
-            rich_help_panel=LABELS,
-        ),
-    ] = DEFAULT_PERCENTILE,
-    quantile_epsilon: Annotated[
-        float,
-        typer.Option(
-            min=1e-6,
-            max=0.1,
-            help=(
-                "Allowed rank error of the approximate percentiles, as a fraction of the number "
-                "of segments."
-            ),
-            rich_help_panel=LABELS,
-        ),
-    ] = 0.001,
-    good_token: Annotated[
-        str, typer.Option(help="Control token in front of good segments.", rich_help_panel=LABELS)
-    ] = DEFAULT_GOOD_TOKEN,
-    bad_token: Annotated[
-        str, typer.Option(help="Control token in front of bad segments.", rich_help_panel=LABELS)
-    ] = DEFAULT_BAD_TOKEN,
     toxicity_model: Annotated[
         str | None,
         typer.Option(
@@ -233,6 +188,8 @@ def run_command(
             rich_help_panel=RUN,
         ),
     ] = False,
+    *,
+    label_options: LabelOptions,
 ) -> None:
     """Run the whole job: read, segment, score, threshold, label, write Parquet shards."""
     try:
@@ -255,13 +212,7 @@ def run_command(
             scorer_options=options,
             read=ReadOptions(text_field=text_field, id_field=id_field),
             segment=SegmentOptions(language_field=language_field, kind=kind),
-            label=LabelOptions(
-                percentiles=parse_percentiles(percentile),
-                default_percentile=default_percentile,
-                good_token=good_token,
-                bad_token=bad_token,
-                quantile_epsilon=quantile_epsilon,
-            ),
+            label=label_options,
             docs_per_shard=docs_per_shard,
             fail_fast=fail_fast,
         )
@@ -294,26 +245,26 @@ def execute(config: RunConfig, beam_args: list[str], runner: str, overwrite: boo
 
 
 def print_summary(output_dir: str, manifest: dict) -> None:
+    """Print where the output is and what it holds; exit 1 if the counts do not balance."""
     from pipeline import files
     from pipeline.run import THRESHOLDS_FILE
 
     counts = manifest["counts"]
     typer.echo(f"Output: {output_dir}")
+    layout = manifest["layout"]
+    if layout["name"] == "phf":
+        content = f"in the phf layout for {layout['scorer']}"
+    else:
+        content = "with control tokens"
     typer.echo(
-        f"  shards/*.parquet   {counts['documents_written']} documents with control tokens "
+        f"  shards/*.parquet   {counts['documents_written']} documents {content} "
         f"({counts['segments_good']} good, {counts['segments_bad']} bad, "
         f"{counts['segments_blank']} blank segments)"
     )
     thresholds = files.read_json(files.join(output_dir, THRESHOLDS_FILE))
     for name, entry in thresholds.items():
-        threshold = entry["threshold"]
-        fraction = entry["fraction_good"]
-        typer.echo(
-            f"  thresholds.json    {name}: P={entry['percentile']:g} -> threshold "
-            f"{'none' if threshold is None else f'{threshold:.6g}'}, "
-            f"{'-' if fraction is None else f'{fraction:.1%}'} of "
-            f"{entry['num_segments']} segments good"
-        )
+        typer.echo(f"  thresholds.json    {name}: {threshold_summary(entry)}")
+    typer.echo("  special_tokens.json  the control tokens, to add to a tokenizer")
     typer.echo(
         f"  manifest.json      {counts['documents_read']} read, "
         f"{counts['documents_rejected']} rejected (see rejected/), "
@@ -322,3 +273,20 @@ def print_summary(output_dir: str, manifest: dict) -> None:
     if not counts["balanced"]:
         logger.error("document counts do not balance: %s", counts)
         raise typer.Exit(1)
+
+
+def threshold_summary(entry: dict) -> str:
+    """One line of thresholds.json: rule, threshold and fraction good."""
+    threshold = entry["threshold"]
+    fraction = entry["fraction_good"]
+    if entry["percentile"] is not None:
+        rule = f"P={entry['percentile']:g}"
+    elif entry["preset"]:
+        rule = f"preset {entry['preset']}"
+    else:
+        rule = "fixed"
+    return (
+        f"{rule} -> threshold {'none' if threshold is None else f'{threshold:.6g}'}, "
+        f"{'-' if fraction is None else f'{fraction:.1%}'} of "
+        f"{entry['num_segments']} segments good"
+    )
