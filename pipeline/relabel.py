@@ -127,6 +127,7 @@ def relabel(
     source = files.read_json(manifest_path)
     carried = carried_counts(source)
     stamp = shard_provenance(paths[0])
+    stamp.setdefault("packages", source.get("packages", {}))
     config = dict(source["config"], output_dir=output_dir, label=dataclasses.asdict(options))
     job = label_job(output_dir, options, stamp, config["read"]["id_field"])
     claim_directory(output_dir, _claim_record(run_dir, config), overwrite)
