@@ -67,8 +67,8 @@ def label_segments(
 def score_bucket(score: Score, edges: Sequence[float]) -> int:
     """Bucket of a score: the number of bucket edges strictly below it.
 
-    Bucket 0 holds the scores at or below the first edge, as a good segment is
-    at or below its threshold. An unscored segment goes to the last bucket.
+    Bucket 0 contains the scores at or below the first edge, as a good segment
+    is at or below its threshold. An unscored segment goes to the last bucket.
     """
     if score is None:
         return len(edges)
@@ -76,7 +76,7 @@ def score_bucket(score: Score, edges: Sequence[float]) -> int:
 
 
 def token_dropped(document_id: str, index: int, fraction: float, seed: int) -> bool:
-    """Whether segment `index` of a document is written without a token.
+    """Return True when segment `index` of a document is to be written without a token.
 
     The first 8 bytes of BLAKE2b("{seed}:{document_id}:{index}", digest_size=8),
     read as a big-endian integer and divided by 2**64, give a number in [0, 1)
@@ -170,10 +170,10 @@ class TokenWriter:
 
 
 def control_tokens(options: LabelOptions, scorer_aliases: Mapping[str, str]) -> list[str]:
-    """Every control token a run with these options can write, in a fixed order.
+    """Return every control token a run with these options can write, in a fixed order.
 
-    The document token comes first, then the tokens of the chosen mode:
-    good and bad; or per scorer, good and bad; or per scorer, bucket 0 up.
+    The document token comes first. Then come the tokens of the chosen mode:
+    good and bad, or good and bad per scorer, or per scorer the buckets from 0 up.
     """
     tokens = [options.document_token] if options.document_token else []
     if options.token_mode == "label":
@@ -192,8 +192,8 @@ def check_control_tokens(tokens: Sequence[str]) -> None:
 
     Every token has at least two characters and no whitespace or U+2060, the
     tokens are distinct, none contains another, and no token ends with the
-    start of a token. Then a text holds no control token across the boundary
-    of an inserted one, and removing the tokens is exact.
+    start of a token. Then no control-token string in a text crosses the
+    boundary of an inserted token, and removing the tokens is exact.
     """
     for token in tokens:
         if len(token) < 2 or any(c.isspace() for c in token) or ESCAPE_CHARACTER in token:
@@ -228,7 +228,7 @@ def control_token_pattern(tokens: Iterable[str]) -> re.Pattern[str]:
 
 
 def escape_positions(text: str, pattern: re.Pattern[str], counts: Counter[str]) -> list[int]:
-    """Offsets in `text` before which ESCAPE_CHARACTER is inserted, ascending.
+    """Return the offsets in `text` before which ESCAPE_CHARACTER goes, ascending.
 
     An escape character of the input gets another in front of it, and a
     control-token string gets one after its first character.

@@ -30,7 +30,7 @@ LABEL_STAGE = "label"
 
 @dataclass(frozen=True)
 class LabelJob:
-    """What the labelling pass needs besides the thresholds.
+    """Inputs of the labelling pass other than the thresholds.
 
     Attributes:
         output_dir: directory receiving shards/.

@@ -6,12 +6,12 @@ segment), ``avg_score`` and ``num_sents``, and inserts the control tokens
 itself. Conditional training, filtering, unlikelihood and reward-weighted
 objectives all read these columns.
 
-Two things differ from the default shards, because the trainer compares
-every score with a threshold. Each blank segment is appended to the segment
-before it (or, at the start of a document, prepended to the next one), so
-every text has a score; a document of blank segments only gets no texts.
-And ``meta`` needs one declared type for the whole run, so `MergeFieldKinds`
-collects the JSON types of every metadata field first (see `meta_fields`).
+Two things differ from the default shards. The trainer compares every score
+with a threshold, so each blank segment is appended to the segment before it
+(or, at the start of a document, prepended to the next one) and every text
+has a score. A document of blank segments only gets no texts. And ``meta``
+needs one declared type for the whole run, so `MergeFieldKinds` collects the
+JSON types of every metadata field first (see `meta_fields`).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from scorers.base import Score
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
-# Arrow type of a meta field by its declared type name. "json" holds the
-# JSON text of values whose types vary or that are lists or objects.
+# Arrow type of a meta field by its declared type name. A "json" field
+# contains the JSON text of values whose types vary or that are lists or objects.
 META_TYPES = {
     "string": pa.string(),
     "int64": pa.int64(),
@@ -108,8 +108,8 @@ def meta_fields(kinds: Mapping[str, Sequence[str]], id_field: str) -> dict[str, 
     """Declare the meta struct: the document id first, then every metadata key, sorted.
 
     A key whose values are all strings, all booleans or all integers within
-    int64 gets that type; integers mixed with floats give float64; null values
-    are allowed in any field, and a key with only nulls is a string. Any other
+    int64 gets that type, and integers mixed with floats give float64. Any
+    field may contain nulls, and a key with only nulls is a string. Any other
     mix, lists and objects become "json", the values' JSON text.
     """
     fields = {id_field: "string"}
@@ -132,7 +132,7 @@ def _field_type(kinds: set[str]) -> str:
 
 
 def meta_value(metadata_text: str, document_id: str, fields: Mapping[str, str]) -> dict:
-    """The meta struct of one document, typed as `fields` declares."""
+    """Build the meta struct of one document, typed as `fields` declares."""
     metadata = json.loads(metadata_text)
     id_field = next(iter(fields))
     metadata[id_field] = document_id
@@ -152,18 +152,18 @@ def merge_blank_segments(
 ) -> tuple[list[str], list[Score] | None]:
     """Attach blank segments to a neighbour, so every text has the score of its non-blank part."""
     texts: list[str] = []
-    kept: list[Score] = []
+    merged_scores: list[Score] = []
     leading = ""
     for index, segment in enumerate(segments):
         if segment.strip():
             texts.append(leading + segment)
-            kept.append(scores[index] if scores is not None else None)
+            merged_scores.append(scores[index] if scores is not None else None)
             leading = ""
         elif texts:
             texts[-1] += segment
         else:
             leading += segment
-    return texts, (kept if scores is not None else None)
+    return texts, (merged_scores if scores is not None else None)
 
 
 def average_score(scores: Sequence[Score] | None) -> float | None:

@@ -43,10 +43,10 @@ class SourceRunError(ValueError):
 
 
 def find_scored_shards(run_dir: str) -> list[str]:
-    """Paths of the shards holding segments and scores: scored/, else shards/.
+    """Return the paths of the shards with segments and scores: scored/, else shards/.
 
     Raises:
-        SourceRunError: neither directory holds a Parquet shard.
+        SourceRunError: neither directory contains a Parquet shard.
     """
     for directory in (SCORED_DIR, SHARDS_DIR):
         paths = files.match(files.join(run_dir, directory, "*.parquet"))
@@ -59,7 +59,7 @@ def find_scored_shards(run_dir: str) -> list[str]:
 
 
 def shard_provenance(path: str) -> dict[str, Any]:
-    """The provenance stored in a shard's Parquet metadata, with the shard's scorer names.
+    """Read the provenance stored in a shard's Parquet metadata, with its scorer names.
 
     Raises:
         SourceRunError: the shard has no segments column (the phf layout) or no
@@ -82,7 +82,7 @@ def shard_provenance(path: str) -> dict[str, Any]:
 
 
 def carried_counts(manifest: dict) -> dict[str, int]:
-    """Counts of the stages before labelling: the earlier run's counts minus its label counts.
+    """Return the counts of the stages before labelling: all counts minus the label counts.
 
     Raises:
         SourceRunError: the manifest has no label_counts to subtract.
@@ -115,7 +115,7 @@ def relabel(
         SourceRunError: `run_dir` is not the complete output of an earlier run,
             or is `output_dir` itself.
         ValueError: an option does not fit the earlier run's scorers.
-        OutputConflictError: `output_dir` holds another run and `overwrite` is False.
+        OutputConflictError: `output_dir` contains another run and `overwrite` is False.
     """
     run_dir, output_dir = run_dir.rstrip("/"), output_dir.rstrip("/")
     if posixpath.normpath(run_dir) == posixpath.normpath(output_dir):

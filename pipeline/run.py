@@ -106,7 +106,7 @@ def claim_directory(output_dir: str, record: dict, overwrite: bool) -> None:
     """Write `record` (with its "fingerprint") to OUT/_progress/run.json.
 
     Raises:
-        OutputConflictError: OUT holds a run with another fingerprint and
+        OutputConflictError: OUT contains a run with another fingerprint and
             `overwrite` is False.
     """
     run_file = files.join(output_dir, PROGRESS_DIR, RUN_FILE)
@@ -276,7 +276,7 @@ def build_label_stages(
 def label_plan(
     _: None, rules: dict, job: LabelJob, quantiles: dict, field_kinds: dict | None = None
 ) -> dict:
-    """Thresholds, bucket edges and the phf meta struct, from the run's quantiles."""
+    """Derive the thresholds, bucket edges and phf meta struct from the run's quantiles."""
     thresholds = {
         name: choose_threshold(rule, quantiles.get(name, [])) for name, rule in rules.items()
     }
@@ -297,6 +297,7 @@ def write_run_files(summary: dict, upstream_counts: dict, label_counts: dict, pl
     files.write_json(files.join(output_dir, THRESHOLDS_FILE), table)
     tokens = summary["provenance"]["special_tokens"]
     files.write_json(files.join(output_dir, SPECIAL_TOKENS_FILE), tokens)
+
     counts = merge_counts([upstream_counts, label_counts])
     manifest = {
         "started_at": summary["started_at"],
@@ -316,12 +317,13 @@ def write_run_files(summary: dict, upstream_counts: dict, label_counts: dict, pl
     }
     if "relabelled_from" in summary:
         manifest["relabelled_from"] = summary["relabelled_from"]
+
     files.write_json(files.join(output_dir, MANIFEST_FILE), manifest)
     return manifest
 
 
 def thresholds_table(rules: dict, plan: dict, label_counts: dict, weight: str) -> dict:
-    """Per scorer: the rule, the threshold found, and how many segments it labels good."""
+    """Tabulate per scorer the rule, the threshold found, and how many segments it labels good."""
     table = {}
     for name, rule in rules.items():
         scored = label_counts.get(f"scored_{name}", 0)

@@ -31,7 +31,7 @@ from schemas.output import score_column
 logger = logging.getLogger(__name__)
 
 # Quantiles are computed at steps of 0.01 percentage points, so any P given
-# with two decimals is looked up exactly; the rank error is set by epsilon.
+# with two decimals is looked up exactly. Epsilon sets the rank error.
 QUANTILE_STEPS = 10_000
 
 # Rows read from a shard at a time, to bound a worker's memory.
@@ -40,7 +40,7 @@ BATCH_ROWS = 65_536
 
 @dataclass(frozen=True)
 class ThresholdRule:
-    """How one scorer's threshold is chosen: a percentile of its scores, or a fixed value.
+    """Rule for one scorer's threshold: a percentile of its scores, or a fixed value.
 
     Attributes:
         percentile: P in percent, or None for a fixed threshold.
@@ -57,8 +57,8 @@ def threshold_rules(options: LabelOptions, scorer_aliases: Mapping[str, str]) ->
     """Return the rule of each scorer name, as a dict of ThresholdRule's fields.
 
     A scorer named by --percentile or --threshold (by alias or versioned name)
-    uses that; else a scorer the preset names uses the preset's fixed value;
-    else the default percentile.
+    uses that option. Otherwise a scorer that the preset names gets the
+    preset's fixed value, and any other scorer the default percentile.
 
     Raises:
         ValueError: --percentile or --threshold names a scorer that is not in the run.
@@ -106,7 +106,7 @@ def percentile_index(percentile: float) -> int:
 
 
 def choose_threshold(rule: Mapping, quantiles: Sequence[float]) -> float | None:
-    """The threshold of one scorer; None when it takes a percentile and there are no scores."""
+    """Return one scorer's threshold; None for a percentile when the run has no scores."""
     if rule["threshold"] is not None:
         return rule["threshold"]
     if not quantiles:
@@ -115,7 +115,7 @@ def choose_threshold(rule: Mapping, quantiles: Sequence[float]) -> float | None:
 
 
 def bucket_edges(quantiles: Sequence[float], buckets: int) -> list[float]:
-    """The k/buckets quantiles for k = 1 .. buckets - 1; empty without scores."""
+    """Return the k/buckets quantiles for k = 1 .. buckets - 1; empty without scores."""
     if not quantiles:
         return []
     return [quantiles[percentile_index(100 * k / buckets)] for k in range(1, buckets)]
@@ -193,7 +193,7 @@ class ComputeQuantiles(beam.PTransform):
 
 
 def fraction_warning(name: str, entry: Mapping) -> str | None:
-    """A warning when the fraction labelled good is more than 1 point away from P.
+    """Return a warning when the fraction labelled good is more than 1 point away from P.
 
     The fraction is of segments, or of characters when the percentile is
     weighted by characters.

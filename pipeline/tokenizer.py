@@ -20,7 +20,7 @@ from typing import Any
 
 
 def read_special_tokens(path: str | Path) -> list[str]:
-    """The control tokens listed in a run's special_tokens.json."""
+    """Read the control tokens listed in a run's special_tokens.json."""
     return list(json.loads(Path(path).read_text("utf-8"))["additional_special_tokens"])
 
 

@@ -66,7 +66,7 @@ class ReadOptions:
 
 @dataclass(frozen=True)
 class LabelOptions:
-    """How thresholds are chosen, which control tokens are written, and the shard layout.
+    """Options of the threshold rules, the control tokens and the shard layout.
 
     Attributes:
         percentiles: scorer alias or name -> P in percent (0 to 100). The threshold

@@ -299,8 +299,11 @@ def test_bucket_tokens_and_document_token(source_run, tmp_path):
         assert restore_text(row["text"], tokens) == "".join(row["segments"]), row["id"]
 
 
-def fabricated_run(root, rows):
-    """A finished run directory with one scored shard of Detoxify, PII and code-style scores."""
+def fabricated_run(root, *shards):
+    """A finished run directory with scored shards of Detoxify, PII and code-style scores.
+
+    Each shard is a list of rows (segments, toxicity, pii, code style scores).
+    """
     names = ["toxicity_detoxify_v1", "pii_presidio_v1", CODE_STYLE]
     aliases = ["toxicity", "pii", "code_style"]
     provenance = {
@@ -309,41 +312,56 @@ def fabricated_run(root, rows):
             for n, a in zip(names, aliases, strict=True)
         ]
     }
-    columns = {name: [] for name in scored_schema(names).names}
-    for index, (segments, toxicity, pii, style) in enumerate(rows):
-        values = {
-            "id": f"doc-{index}",
-            "text": "".join(segments),
-            "kind": "prose" if style is None else "code",
-            "segments": segments,
-            "segment_starts": [0] * len(segments),
-            "segment_ends": [0] * len(segments),
-            "num_segments": len(segments),
-            score_column(names[0]): toxicity,
-            score_column(names[1]): pii,
-            score_column(names[2]): style,
-            "metadata": "{}",
-            "input_file": "in.jsonl",
-            "input_line": index + 1,
-        }
-        for key, value in values.items():
-            columns[key].append(value)
-    writer = ParquetShardWriter(
-        str(root / "scored" / "in-00000.parquet"), scored_schema(names), provenance
-    )
-    writer.write(columns)
-    writer.close()
-    counts = {"documents_read": len(rows), "documents_scored": len(rows), "segments_good": 1}
+    documents = 0
+    for shard_index, rows in enumerate(shards):
+        columns = {name: [] for name in scored_schema(names).names}
+        for segments, toxicity, pii, style in rows:
+            documents += 1
+            values = {
+                "id": f"doc-{documents}",
+                "text": "".join(segments),
+                "kind": "prose" if style is None else "code",
+                "segments": segments,
+                "segment_starts": [0] * len(segments),
+                "segment_ends": [0] * len(segments),
+                "num_segments": len(segments),
+                score_column(names[0]): toxicity,
+                score_column(names[1]): pii,
+                score_column(names[2]): style,
+                "metadata": "{}",
+                "input_file": "in.jsonl",
+                "input_line": documents,
+            }
+            for key, value in values.items():
+                columns[key].append(value)
+
+        path = root / "scored" / f"in-{shard_index:05d}.parquet"
+        writer = ParquetShardWriter(str(path), scored_schema(names), provenance)
+        writer.write(columns)
+        writer.close()
+
+    counts = {"documents_read": documents, "documents_scored": documents, "segments_good": 1}
     manifest = {
         "config": RunConfig(
             inputs="in.jsonl", output_dir=str(root), scorers=tuple(aliases)
         ).to_dict(),
         "input_files": 1,
-        "all_counts": dict(counts, documents_written=len(rows)),
-        "label_counts": {"segments_good": 1, "documents_written": len(rows)},
+        "all_counts": dict(counts, documents_written=documents),
+        "label_counts": {"segments_good": 1, "documents_written": documents},
     }
     (root / "manifest.json").write_text(json.dumps(manifest))
     return root
+
+
+def test_percentiles_span_all_shards(tmp_path):
+    low = [([f"L{i}. "], [i / 100], [0.0], None) for i in range(1, 31)]
+    high = [([f"H{i}. "], [0.5 + i / 100], [0.0], None) for i in range(1, 11)]
+    source = fabricated_run(tmp_path / "run", low, high)
+    relabelled(source, tmp_path / "out", percentiles={"toxicity": 75}, default_percentile=0)
+    entry = read_json(tmp_path / "out" / "thresholds.json")["toxicity_detoxify_v1"]
+    assert entry["threshold"] == 0.3
+    assert entry["num_segments"] == 40
+    assert entry["fraction_good"] == 0.75
 
 
 def test_preset_phf_labels_detoxify_scores(tmp_path):

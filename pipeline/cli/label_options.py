@@ -32,7 +32,7 @@ TOKENS = "Control tokens and layout"
 
 
 def _choices(name: str, values) -> type[Enum]:
-    """A str Enum of the allowed values, so that Typer lists and checks them."""
+    """Make a str Enum of the allowed values, so that Typer lists and checks them."""
     return Enum(name, {value: value for value in values}, type=str)
 
 
@@ -199,7 +199,7 @@ def with_label_options(command: Callable) -> Callable:
     the command runs.
     """
     signature = inspect.signature(command, eval_str=True)
-    kept = [p for p in signature.parameters.values() if p.name != "label_options"]
+    own = [p for p in signature.parameters.values() if p.name != "label_options"]
     names = [parameter.name for parameter in LABEL_PARAMETERS]
 
     @functools.wraps(command)
@@ -211,5 +211,5 @@ def with_label_options(command: Callable) -> Callable:
             fail(str(error), 2)
         return command(*args, **kwargs)
 
-    command_with_label_options.__signature__ = signature.replace(parameters=kept + LABEL_PARAMETERS)
+    command_with_label_options.__signature__ = signature.replace(parameters=own + LABEL_PARAMETERS)
     return command_with_label_options

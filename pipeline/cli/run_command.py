@@ -276,7 +276,7 @@ def print_summary(output_dir: str, manifest: dict) -> None:
 
 
 def threshold_summary(entry: dict) -> str:
-    """One line of thresholds.json: rule, threshold and fraction good."""
+    """Format one entry of thresholds.json: rule, threshold and fraction good."""
     threshold = entry["threshold"]
     fraction = entry["fraction_good"]
     if entry["percentile"] is not None:
