@@ -80,7 +80,7 @@ class LabelShardFn(beam.DoFn):
 
     def _write(self, source: str, path: str, plan: Mapping) -> dict:
         job = self.job
-        writer_of_tokens = TokenWriter(
+        token_writer = TokenWriter(
             job.options, job.scorer_aliases, plan["thresholds"], plan["bucket_edges"]
         )
         if job.options.layout == "phf":
@@ -93,7 +93,7 @@ class LabelShardFn(beam.DoFn):
         try:
             for batch in iter_shard_batches(source):
                 columns = batch.to_pydict()
-                self._label_batch(columns, writer_of_tokens, counts)
+                self._label_batch(columns, token_writer, counts)
                 writer.write(self._output_columns(columns, schema, plan))
         except BaseException:
             writer.abort()

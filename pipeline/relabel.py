@@ -27,8 +27,8 @@ from pipeline.run import (
     RUN_FILE,
     build_label_stages,
     claim_directory,
-    label_job,
     log_fraction_warnings,
+    prepare_label_job,
 )
 from pipeline.score_stage import ShardResult
 from pipeline.shards import SCORED_DIR, SHARDS_DIR
@@ -129,7 +129,7 @@ def relabel(
     stamp = shard_provenance(paths[0])
     stamp.setdefault("packages", source.get("packages", {}))
     config = dict(source["config"], output_dir=output_dir, label=dataclasses.asdict(options))
-    job = label_job(output_dir, options, stamp, config["read"]["id_field"])
+    job = prepare_label_job(output_dir, options, stamp, config["read"]["id_field"])
     claim_directory(output_dir, _claim_record(run_dir, config), overwrite)
 
     summary = {

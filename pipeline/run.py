@@ -126,8 +126,11 @@ def claim_directory(output_dir: str, record: dict, overwrite: bool) -> None:
 def _clear_output(output_dir: str) -> None:
     from apache_beam.io.filesystems import FileSystems
 
-    names = ("shards", "scored", "rejected", PROGRESS_DIR, THRESHOLDS_FILE, MANIFEST_FILE)
-    for name in names + (SPECIAL_TOKENS_FILE,):
+    names = (
+        "shards", "scored", "rejected", PROGRESS_DIR, THRESHOLDS_FILE, MANIFEST_FILE,
+        SPECIAL_TOKENS_FILE,
+    )  # fmt: skip
+    for name in names:
         path = files.join(output_dir, name)
         if FileSystems.exists(path):
             FileSystems.delete([path])
@@ -140,7 +143,9 @@ def merge_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
     return dict(total)
 
 
-def label_job(output_dir: str, options: LabelOptions, stamp: dict, id_field: str) -> LabelJob:
+def prepare_label_job(
+    output_dir: str, options: LabelOptions, stamp: dict, id_field: str
+) -> LabelJob:
     """Check the label options against the run's scorers and bundle what labelling needs.
 
     Raises:
@@ -159,7 +164,7 @@ def label_job(output_dir: str, options: LabelOptions, stamp: dict, id_field: str
         good_token=options.good_token,
         bad_token=options.bad_token,
         layout_scorer=layout_scorer,
-        special_tokens=special_tokens(options, aliases),
+        special_tokens=list_special_tokens(options, aliases),
     )
     return LabelJob(output_dir, options, aliases, stamp, layout_scorer, id_field)
 
@@ -181,8 +186,8 @@ def _layout_scorer(requested: str | None, aliases: dict[str, str]) -> str:
     )
 
 
-def special_tokens(options: LabelOptions, aliases: dict[str, str]) -> dict[str, Any]:
-    """Contents of special_tokens.json: every control token and how the text was escaped."""
+def list_special_tokens(options: LabelOptions, aliases: dict[str, str]) -> dict[str, Any]:
+    """Describe for special_tokens.json every control token and how the text was escaped."""
     return {
         "additional_special_tokens": control_tokens(options, aliases),
         "good_token": options.good_token,
@@ -198,7 +203,7 @@ def build_pipeline(
 ) -> None:
     """Add the score, threshold, label and run-file stages to `pipeline`."""
     stamp = provenance(config, scorers)
-    job = label_job(config.output_dir, config.label, stamp, config.read.id_field)
+    job = prepare_label_job(config.output_dir, config.label, stamp, config.read.id_field)
     scored = (
         pipeline
         | "InputFiles" >> beam.Create(input_files)
@@ -255,7 +260,7 @@ def build_label_stages(
     plan = (
         pipeline
         | "PlanTrigger" >> beam.Create([None])
-        | "LabelPlan" >> beam.Map(label_plan, rules, job, **side_inputs)
+        | "LabelPlan" >> beam.Map(plan_labels, rules, job, **side_inputs)
     )
     labelled = scored | "Label" >> beam.ParDo(LabelShardFn(job), plan=beam.pvalue.AsSingleton(plan))
     label_counts = labelled | "SumLabelCounts" >> beam.CombineGlobally(merge_counts)
@@ -273,7 +278,7 @@ def build_label_stages(
     )
 
 
-def label_plan(
+def plan_labels(
     _: None, rules: dict, job: LabelJob, quantiles: dict, field_kinds: dict | None = None
 ) -> dict:
     """Derive the thresholds, bucket edges and phf meta struct from the run's quantiles."""
@@ -382,7 +387,9 @@ def run(
     """Run the whole job and return the manifest read back from the output directory."""
     scorers = build_scorers(config)
     input_files = list_input_files(config.inputs)
-    label_job(config.output_dir, config.label, provenance(config, scorers), config.read.id_field)
+    prepare_label_job(
+        config.output_dir, config.label, provenance(config, scorers), config.read.id_field
+    )
     claim_output_dir(config, scorers, overwrite)
     options = PipelineOptions(list(beam_args))
     logger.info("annotating %d input file(s) into %s", len(input_files), config.output_dir)

@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from pipeline.label import TokenWriter
-from pipeline.run import special_tokens
+from pipeline.run import list_special_tokens
 from pipeline.tokenizer import add_special_tokens
 from schemas.config import LabelOptions
 
@@ -36,7 +36,7 @@ def written_text(options):
     writer = TokenWriter(options, aliases, {"toxicity_v1": 0.5})
     segments = [ESCAPE_TEST[:46], ESCAPE_TEST[46:]]
     _, text = writer.write("d", segments, {"toxicity_v1": [0.1, 0.9]}, Counter())
-    return text, special_tokens(options, aliases)
+    return text, list_special_tokens(options, aliases)
 
 
 def test_control_tokens_become_single_ids(tmp_path):

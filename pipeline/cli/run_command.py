@@ -245,7 +245,7 @@ def execute(config: RunConfig, beam_args: list[str], runner: str, overwrite: boo
 
 
 def print_summary(output_dir: str, manifest: dict) -> None:
-    """Print where the output is and what it holds; exit 1 if the counts do not balance."""
+    """Print where the output is and what it contains; exit 1 if the counts do not balance."""
     from pipeline import files
     from pipeline.run import THRESHOLDS_FILE
 
