@@ -1,6 +1,7 @@
 """`relabel` and the phf layout on a real run: thresholds, tokens, counts, schema."""
 
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -412,3 +413,13 @@ def test_empty_corpus_records_null_thresholds(tmp_path):
     phf_manifest, phf = relabelled(out, tmp_path / "phf", layout="phf", layout_scorer="code_style")
     assert phf.num_rows == 2
     assert phf_manifest["layout"]["meta_fields"] == {"id": "string"}
+
+
+def test_tie_warning_names_scorer(source_run, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="pipeline.run"):
+        relabelled(source_run[2], tmp_path / "out", default_percentile=5)
+    entry = read_json(tmp_path / "out" / "thresholds.json")[CODE_STYLE]
+    assert entry["threshold"] == 0.0
+    assert entry["fraction_good"] > 0.06
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(m.startswith(f"{CODE_STYLE}: ") and "(ties)" in m for m in warnings), warnings
