@@ -21,11 +21,11 @@ import pytest
 from apache_beam.metrics.metric import MetricsFilter
 
 from pipeline import run as run_module
-from pipeline.label import remove_tokens
+from pipeline.label import restore_text
 from pipeline.run import build_pipeline
 from pipeline.score_stage import METRICS_NAMESPACE
 from pipeline.segment import MAX_CHUNK_CHARS, Segmenter
-from schemas.config import LabelOptions, RunConfig
+from schemas.config import RunConfig
 from schemas.output import labelled_schema, score_column, scored_schema
 from scorers import registry
 from scorers.base import PROSE, Scorer
@@ -34,7 +34,7 @@ SCORERS = ("toxicity_profanity", "code_style")
 PROFANITY = "toxicity_profanity_v1"
 CODE_STYLE = "code_style_pycodestyle_v1"
 FAKE = "fake_test_v1"
-TOKENS = LabelOptions()
+TOKENS = ["<|good|>", "<|bad|>"]
 
 LONG_SENTENCE = (
     "The committee met again on Tuesday to review the budget for the library, the roads, "
@@ -144,8 +144,8 @@ def assert_counters(outcome: Outcome, expected: dict[str, int]) -> None:
 
 def assert_lossless(outcome: Outcome) -> None:
     for row in outcome.rows:
-        assert remove_tokens(row["text"], TOKENS) == "".join(row["segments"]), row["id"]
-        tokens = row["text"].count(TOKENS.good_token) + row["text"].count(TOKENS.bad_token)
+        assert restore_text(row["text"], TOKENS) == "".join(row["segments"]), row["id"]
+        tokens = sum(row["text"].count(token) for token in TOKENS)
         assert tokens == sum(1 for segment in row["segments"] if segment.strip()), row["id"]
 
 
@@ -210,7 +210,7 @@ def test_latin1_line_between_utf8_lines(tmp_path):
     assert_counters(outcome, {"repaired_invalid_utf8_decoded_as_cp1252": 1})
     row = outcome.row("latin1")
     assert row["segments"] == ["café au lait. ", "It was cheap."]
-    assert remove_tokens(row["text"], TOKENS) == "café au lait. It was cheap."
+    assert restore_text(row["text"], TOKENS) == "café au lait. It was cheap."
     assert outcome.row("after")["segments"] == ["After it. ", "Fine."]
     assert_lossless(outcome)
 
@@ -271,12 +271,13 @@ def test_corpus_of_only_empty_documents(tmp_path):
     assert_accounting(outcome, read=3, written=3, rejected=0)
     thresholds = json.loads((outcome.out / "thresholds.json").read_text())
     for name in (PROFANITY, CODE_STYLE):
-        assert thresholds[name] == {
-            "percentile": 5.0,
-            "threshold": None,
-            "num_segments": 0,
-            "fraction_good": None,
-        }
+        entry = thresholds[name]
+        assert entry["percentile"] == 5.0
+        assert entry["threshold"] is None
+        assert entry["num_segments"] == 0
+        assert entry["num_good"] == 0
+        assert entry["fraction_good"] is None
+        assert entry["fraction_good_characters"] is None
     counts = outcome.manifest["counts"]
     assert (counts["segments_good"], counts["segments_bad"], counts["segments_blank"]) == (0, 0, 2)
     assert [row["text"] for row in outcome.rows] == ["", "  \n ", "\n"]
@@ -291,7 +292,7 @@ def test_ellipsis_and_crlf_join_back(tmp_path):
     row = outcome.row("crlf")
     assert row["segments"] == ["It was late .... The end.\r\n", "Next day we left."]
     assert "".join(row["segments"]) == text
-    assert remove_tokens(row["text"], TOKENS) == text
+    assert restore_text(row["text"], TOKENS) == text
     assert (row["segment_starts"], row["segment_ends"]) == ([0, 27], [27, 44])
 
 

@@ -21,7 +21,9 @@ def test_help_lists_commands_and_exit_codes():
 def test_run_help_explains_options():
     result = runner.invoke(app, ["run", "--help"], terminal_width=200)
     assert result.exit_code == 0
-    for option in ("--scorers", "--percentile", "--toxicity-checkpoint", "--toxicity-hf-dir"):
+    options = ("--scorers", "--percentile", "--toxicity-checkpoint", "--toxicity-hf-dir")
+    options += ("--threshold", "--preset", "--percentile-weight", "--layout", "--token-mode")
+    for option in options:
         assert option in result.output
     assert "passed to Apache Beam" in result.output
 
@@ -45,6 +47,17 @@ def test_run_help_explains_options():
             ["--dedup", "minhash", "--dedup-threshold", "0.99", "--dedup-num-perm", "2"],
             "use more permutations or a lower threshold",
         ),
+        (["--threshold", "toxicity_profanity=low"], "'low' is not a number"),
+        (["--threshold", "nope=0.1"], "names scorer 'nope', which is not in this run"),
+        (["--percentile-weight", "words"], "Invalid value for '--percentile-weight'"),
+        (["--preset", "other"], "Invalid value for '--preset'"),
+        (["--drop-token-fraction", "1.5"], "Invalid value for '--drop-token-fraction'"),
+        (
+            ["--percentile", "toxicity_profanity=5", "--threshold", "toxicity_profanity=0.1"],
+            "both a percentile and a fixed threshold",
+        ),
+        (["--good-token", "<|x|>", "--bad-token", "<|x|>"], "is given twice"),
+        (["--scorers", "toxicity_profanity,code_style", "--layout", "phf"], "pass --scorer"),
     ],
 )
 def test_usage_errors_exit_2(tmp_path, extra, message):
@@ -140,3 +153,45 @@ def test_run_exact_dedup_reports_duplicates(tmp_path):
     assert manifest["config"]["dedup"]["write_duplicates"] is True
     [written] = (out / "duplicates").glob("*.jsonl")
     assert json.loads(written.read_text())["duplicate_of"]["id"] == "a"
+
+
+def test_label_help_lists_shared_options():
+    result = runner.invoke(app, ["label", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    for option in (
+        "--percentile",
+        "--threshold",
+        "--preset",
+        "--layout",
+        "--scorer",
+        "--overwrite",
+    ):
+        assert option in result.output
+    assert "without loading any model" in " ".join(result.output.split())
+
+
+def test_label_relabels_a_run(tmp_path):
+    records = [
+        {"id": "p", "text": "Hello there. You are kind. Go away, idiot.", "lang": "en"},
+        {"id": "c", "text": "import os\nx=1\n", "lang": "python"},
+    ]
+    source = write_jsonl(tmp_path / "in.jsonl", records)
+    first = tmp_path / "first"
+    args = ["run", str(source), str(first), "--scorers", "toxicity_profanity,code_style"]
+    assert runner.invoke(app, args).exit_code == 0
+    second = tmp_path / "second"
+    args = ["label", str(first), str(second), "--threshold", "toxicity_profanity=0.5"]
+    args += ["--layout", "phf", "--scorer", "toxicity_profanity"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "2 documents in the phf layout for toxicity_profanity_v1" in result.output
+    assert "toxicity_profanity_v1: fixed -> threshold 0.5" in result.output
+    thresholds = json.loads((second / "thresholds.json").read_text())
+    assert thresholds["toxicity_profanity_v1"]["threshold"] == 0.5
+    assert thresholds["toxicity_profanity_v1"]["percentile"] is None
+
+
+def test_label_missing_run_exits_2(tmp_path):
+    result = runner.invoke(app, ["label", str(tmp_path / "none"), str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "has no scored/*.parquet or shards/*.parquet" in result.output

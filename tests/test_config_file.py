@@ -149,7 +149,7 @@ def test_printed_config_reads_back(paths, tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('scorer = "pii"\n', "unknown key 'scorer'; did you mean 'scorers'?"),
+        ('scorers_list = "pii"\n', "unknown key 'scorers_list'; did you mean 'scorers'?"),
         ('inputs = "x.jsonl"\n', "inputs is an argument; give it on the command line"),
         ("default-percentile =\n", "is not valid TOML"),
         ("[beam]\nrunner = 'DataflowRunner'\n", "top-level key 'runner'"),

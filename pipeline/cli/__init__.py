@@ -4,6 +4,7 @@ import pipeline.logs  # noqa: F401  (filters Beam import noise before Beam loads
 from pipeline.cli import (  # noqa: F401  (each module registers its command)
     explain_command,
     inspect_command,
+    label_command,
     report_command,
     run_command,
     scorers_command,

@@ -8,13 +8,50 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
+
+try:  # Typer 0.2x vendors its own copy of click.
+    from typer._click import exceptions as cli_errors
+except ImportError:  # older Typer uses click itself
+    from click import exceptions as cli_errors
 
 from pipeline.logs import configure_logging
 
+
+class AnnotateGroup(TyperGroup):
+    """The command group, printing every usage error as one line with exit code 2.
+
+    Click would print the usage, a hint and a framed message over several
+    lines; one line naming the option reads better in logs of batch jobs.
+    """
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except cli_errors.NoArgsIsHelpError:
+            # Let Typer print its formatted help, as it does without this class.
+            return super().main(*args, standalone_mode=True, **kwargs)
+        except cli_errors.UsageError as error:
+            typer.echo(f"annotate: error: {error.format_message()}", err=True)
+            sys.exit(2)
+        except cli_errors.ClickException as error:
+            error.show()
+            sys.exit(error.exit_code)
+        except typer.Abort:
+            typer.echo("annotate: aborted", err=True)
+            sys.exit(1)
+        # Without standalone mode, click returns the code of typer.Exit instead of exiting.
+        sys.exit(result if isinstance(result, int) else 0)
+
+
 app = typer.Typer(
+    cls=AnnotateGroup,
     help=(
         "Cut a corpus into sentences (code: lines), score every segment, choose a threshold "
         "per scorer from the global score distribution, and write Parquet shards with a "

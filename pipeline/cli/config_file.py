@@ -19,6 +19,7 @@ import math
 import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from enum import Enum
 from typing import Any
 
 import typer
@@ -222,7 +223,9 @@ def effective_config_toml(ctx: typer.Context, beam_args: Iterable[str]) -> str:
 
 
 def toml_value(value: Any) -> str:
-    """Format a string, number, boolean or list of them as a TOML value."""
+    """Format a string, number, boolean, choice or list of them as a TOML value."""
+    if isinstance(value, Enum):
+        value = value.value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):

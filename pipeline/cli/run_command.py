@@ -12,10 +12,8 @@ from pipeline.cli.app import (
     UsageError,
     app,
     check_beam_args,
-    check_percentile,
     fail,
     local_runner,
-    parse_percentiles,
 )
 from pipeline.cli.config_file import (
     CONFIG_BEAM_ARGS_KEY,
@@ -24,6 +22,7 @@ from pipeline.cli.config_file import (
     load_config_file,
     merge_beam_arguments,
 )
+from pipeline.cli.label_options import with_label_options
 from pipeline.cli.scorer_options import (
     DEFAULT_SCORER_LIST,
     PiiSpacyModel,
@@ -42,9 +41,6 @@ from pipeline.cli.scorer_options import (
 )
 from schemas.config import (
     DEDUP_METHODS,
-    DEFAULT_BAD_TOKEN,
-    DEFAULT_GOOD_TOKEN,
-    DEFAULT_PERCENTILE,
     DedupOptions,
     LabelOptions,
     ReadOptions,
@@ -54,7 +50,6 @@ from schemas.config import (
 
 logger = logging.getLogger(__name__)
 
-LABELS = "Thresholds and tokens"
 INPUT = "Input and segments"
 RUN = "Run"
 DEDUP = "Duplicates"
@@ -84,6 +79,7 @@ def dedup_options(
         "line. Exit codes: 0 success, 1 run failure, 2 usage error."
     ),
 )
+@with_label_options
 def run_command(
     ctx: typer.Context,
     inputs: Annotated[
@@ -119,41 +115,6 @@ def run_command(
         ),
     ] = "DirectRunner",
     scorers: ScorerList = DEFAULT_SCORER_LIST,
-    percentile: Annotated[
-        list[str],
-        typer.Option(
-            help=(
-                "SCORER=P: segments scoring at or below the P-th percentile (0-100, in percent) "
-                "of that scorer's scores over the whole run are safe. Repeatable."
-            ),
-            rich_help_panel=LABELS,
-        ),
-    ] = [],  # noqa: B006
-    default_percentile: Annotated[
-        float,
-        typer.Option(
-            help="P, in percent (0-100), for scorers without --percentile.",
-            rich_help_panel=LABELS,
-        ),
-    ] = DEFAULT_PERCENTILE,
-    quantile_epsilon: Annotated[
-        float,
-        typer.Option(
-            min=1e-6,
-            max=0.1,
-            help=(
-                "Allowed rank error of the approximate percentiles, as a fraction of the number "
-                "of segments."
-            ),
-            rich_help_panel=LABELS,
-        ),
-    ] = 0.001,
-    good_token: Annotated[
-        str, typer.Option(help="Control token in front of good segments.", rich_help_panel=LABELS)
-    ] = DEFAULT_GOOD_TOKEN,
-    bad_token: Annotated[
-        str, typer.Option(help="Control token in front of bad segments.", rich_help_panel=LABELS)
-    ] = DEFAULT_BAD_TOKEN,
     toxicity_model: ToxicityModel = None,
     toxicity_checkpoint: ToxicityCheckpoint = None,
     toxicity_hf_dir: ToxicityHfDir = None,
@@ -289,6 +250,8 @@ def run_command(
             rich_help_panel=RUN,
         ),
     ] = True,
+    *,
+    label_options: LabelOptions,
 ) -> None:
     """Run the whole job: read, segment, score, threshold, label, write Parquet shards."""
     try:
@@ -315,15 +278,7 @@ def run_command(
             scorer_options=options,
             read=ReadOptions(text_field=text_field, id_field=id_field),
             segment=SegmentOptions(language_field=language_field, kind=kind),
-            label=LabelOptions(
-                percentiles=parse_percentiles(percentile),
-                default_percentile=check_percentile(
-                    f"--default-percentile {default_percentile:g}", default_percentile
-                ),
-                good_token=good_token,
-                bad_token=bad_token,
-                quantile_epsilon=quantile_epsilon,
-            ),
+            label=label_options,
             docs_per_shard=docs_per_shard,
             fail_fast=fail_fast,
             dedup=dedup_options(
@@ -385,7 +340,7 @@ def check_before_run(config: RunConfig) -> list[str]:
     """Return the input files, or exit with code 2 on an invalid scorer, input or output."""
     from pipeline.locations import check_output_location
     from pipeline.read import list_input_files
-    from pipeline.run import build_scorers, dedup_bands, percentiles_by_name
+    from pipeline.run import build_scorers, dedup_bands, prepare_label_job, provenance
     from scorers.base import MissingDependencyError, ScorerConfigError
     from scorers.registry import UnknownScorerError
 
@@ -397,7 +352,8 @@ def check_before_run(config: RunConfig) -> list[str]:
         fail(f"--scorers: {error}", 2)
     try:
         dedup_bands(config)
-        percentiles_by_name(config, scorers)
+        stamp = provenance(config, scorers)
+        prepare_label_job(config.output_dir, config.label, stamp, config.read.id_field)
         input_files = list_input_files(config.inputs)
         check_output_location(config.inputs, input_files, config.output_dir)
     except FileNotFoundError as error:
@@ -428,26 +384,26 @@ def write_report(output_dir: str) -> str | None:
 
 
 def print_summary(output_dir: str, manifest: dict, report_path: str | None = None) -> None:
+    """Print where the output is and what it contains; exit 1 if the counts do not balance."""
     from pipeline import files
     from pipeline.run import THRESHOLDS_FILE
 
     counts = manifest["counts"]
     typer.echo(f"Output: {output_dir}")
+    layout = manifest["layout"]
+    if layout["name"] == "phf":
+        content = f"in the phf layout for {layout['scorer']}"
+    else:
+        content = "with control tokens"
     typer.echo(
-        f"  shards/*.parquet   {counts['documents_written']} documents with control tokens "
+        f"  shards/*.parquet   {counts['documents_written']} documents {content} "
         f"({counts['segments_good']} good, {counts['segments_bad']} bad, "
         f"{counts['segments_blank']} blank segments)"
     )
     thresholds = files.read_json(files.join(output_dir, THRESHOLDS_FILE))
     for name, entry in thresholds.items():
-        threshold = entry["threshold"]
-        fraction = entry["fraction_good"]
-        typer.echo(
-            f"  thresholds.json    {name}: P={entry['percentile']:g} -> threshold "
-            f"{'none' if threshold is None else f'{threshold:.6g}'}, "
-            f"{'-' if fraction is None else f'{fraction:.1%}'} of "
-            f"{entry['num_segments']} segments good"
-        )
+        typer.echo(f"  thresholds.json    {name}: {threshold_summary(entry)}")
+    typer.echo("  special_tokens.json  the control tokens, to add to a tokenizer")
     typer.echo(
         f"  manifest.json      {counts['documents_read']} read, "
         f"{counts['documents_rejected']} rejected (see rejected/), "
@@ -458,3 +414,20 @@ def print_summary(output_dir: str, manifest: dict, report_path: str | None = Non
     if not counts["balanced"]:
         logger.error("document counts do not balance: %s", counts)
         raise typer.Exit(1)
+
+
+def threshold_summary(entry: dict) -> str:
+    """Format one entry of thresholds.json: rule, threshold and fraction good."""
+    threshold = entry["threshold"]
+    fraction = entry["fraction_good"]
+    if entry["percentile"] is not None:
+        rule = f"P={entry['percentile']:g}"
+    elif entry["preset"]:
+        rule = f"preset {entry['preset']}"
+    else:
+        rule = "fixed"
+    return (
+        f"{rule} -> threshold {'none' if threshold is None else f'{threshold:.6g}'}, "
+        f"{'-' if fraction is None else f'{fraction:.1%}'} of "
+        f"{entry['num_segments']} segments good"
+    )
