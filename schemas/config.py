@@ -42,12 +42,14 @@ class SegmentOptions:
             language, makes a document code.
         kind: ``auto`` (use language_field), ``prose`` or ``code`` for all documents.
         spacy_language: language code of the blank spaCy pipeline whose
-            sentencizer splits prose. ``xx`` is spaCy's multi-language tokenizer.
+            sentencizer splits prose. ``en``, as in the reference work, keeps
+            abbreviations such as "Dr." and "p.m." inside a sentence; ``xx`` is
+            spaCy's multi-language tokenizer.
     """
 
     language_field: str = "lang"
     kind: str = "auto"
-    spacy_language: str = "xx"
+    spacy_language: str = "en"
 
 
 @dataclass(frozen=True)

@@ -73,3 +73,15 @@ def test_document_kind_from_language_field():
     assert document_kind({"lang": ["python"]}, options) == "prose"
     assert document_kind({"language": "go"}, SegmentOptions(language_field="language")) == "code"
     assert document_kind({"lang": "python"}, SegmentOptions(kind="prose")) == "prose"
+
+
+def test_english_keeps_abbreviations_in_sentence():
+    text = "Dr. Smith arrived at 3 p.m. today. He said hello!"
+    assert pieces(text, "prose") == ["Dr. Smith arrived at 3 p.m. today. ", "He said hello!"]
+
+
+def test_multi_language_pipeline_selectable():
+    segmenter = Segmenter(SegmentOptions(spacy_language="xx"))
+    text = "Dr. Smith left."
+    spans = segmenter.spans(text, "prose")
+    assert [text[start:end] for start, end in spans] == ["Dr. ", "Smith left."]

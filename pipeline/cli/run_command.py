@@ -155,6 +155,16 @@ def run_command(
             rich_help_panel=INPUT,
         ),
     ] = "auto",
+    spacy_language: Annotated[
+        str,
+        typer.Option(
+            help=(
+                "Language code of the blank spaCy pipeline whose sentencizer splits prose (en "
+                "keeps abbreviations such as 'Dr.' inside sentences; xx is multi-language)."
+            ),
+            rich_help_panel=INPUT,
+        ),
+    ] = SegmentOptions.spacy_language,
     docs_per_shard: Annotated[
         int,
         typer.Option(
@@ -277,7 +287,9 @@ def run_command(
             scorers=parse_scorer_list(scorers),
             scorer_options=options,
             read=ReadOptions(text_field=text_field, id_field=id_field),
-            segment=SegmentOptions(language_field=language_field, kind=kind),
+            segment=SegmentOptions(
+                language_field=language_field, kind=kind, spacy_language=spacy_language
+            ),
             label=label_options,
             docs_per_shard=docs_per_shard,
             fail_fast=fail_fast,
@@ -351,6 +363,7 @@ def check_before_run(config: RunConfig) -> list[str]:
     except (UnknownScorerError, MissingDependencyError, ValueError) as error:
         fail(f"--scorers: {error}", 2)
     try:
+        check_spacy_language(config.segment.spacy_language)
         dedup_bands(config)
         stamp = provenance(config, scorers)
         prepare_label_job(config.output_dir, config.label, stamp, config.read.id_field)
@@ -361,6 +374,19 @@ def check_before_run(config: RunConfig) -> list[str]:
     except ValueError as error:  # OutputLocationError, --percentile or --dedup options
         fail(str(error), 2)
     return input_files
+
+
+def check_spacy_language(language: str) -> None:
+    """Raise ValueError naming --spacy-language when spaCy has no such language."""
+    import spacy
+
+    try:
+        spacy.util.get_lang_class(language)
+    except (ImportError, KeyError) as error:
+        raise ValueError(
+            f"--spacy-language {language!r} is not a language spaCy knows ({error}); "
+            "use a code such as en, de, fr or xx"
+        ) from None
 
 
 def progress_display(input_files: list[str], enabled: bool):
