@@ -119,9 +119,11 @@ def read_shard(path: str, columns: Sequence[str] | None = None) -> pa.Table:
         return pq.read_table(stream, columns=list(columns) if columns else None)
 
 
-def iter_shard_batches(path: str, batch_rows: int = 1024) -> Iterator[pa.RecordBatch]:
+def iter_shard_batches(
+    path: str, batch_rows: int = 1024, columns: Sequence[str] | None = None
+) -> Iterator[pa.RecordBatch]:
     with files.open_read(path) as stream:
-        yield from pq.ParquetFile(stream).iter_batches(batch_size=batch_rows)
+        yield from pq.ParquetFile(stream).iter_batches(batch_size=batch_rows, columns=columns)
 
 
 def document_counts(documents: Sequence[Document | Rejection]) -> Counter[str]:
