@@ -88,5 +88,13 @@ def match(pattern: str) -> list[str]:
     return sorted(m.path for m in results[0].metadata_list)
 
 
+def remove_temporary_files(directory: str) -> int:
+    """Delete the temporary files that `AtomicFile` left in `directory`; returns how many."""
+    paths = match(join(directory, ".*.tmp"))
+    if paths:
+        FileSystems.delete(paths)
+    return len(paths)
+
+
 def open_read(path: str) -> IO[bytes]:
     return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
+from apache_beam.metrics import Metrics
 
 from pipeline import files
 from pipeline.label import BAD, GOOD, insert_tokens, label_segments
@@ -23,6 +24,7 @@ from schemas.output import labelled_schema, score_column
 logger = logging.getLogger(__name__)
 
 LABEL_STAGE = "label"
+LABELLED_SHARDS_SKIPPED = "labelled_shards_skipped"
 
 
 class LabelShardFn(beam.DoFn):
@@ -49,6 +51,7 @@ class LabelShardFn(beam.DoFn):
             stored = files.read_json(marker)
             if stored.get("thresholds") == thresholds:
                 logger.info("skipping labelled shard %s", scored.name)
+                Metrics.counter(METRICS_NAMESPACE, LABELLED_SHARDS_SKIPPED).inc()
                 yield stored["counts"]
                 return
         path = files.join(self.output_dir, SHARDS_DIR, f"{scored.name}.parquet")

@@ -7,19 +7,27 @@ import json
 import logging
 import platform
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.runner import PipelineResult
 
 from pipeline import files
-from pipeline.label_stage import LabelShardFn
+from pipeline.label_stage import LABEL_STAGE, LABELLED_SHARDS_SKIPPED, LabelShardFn
 from pipeline.read import list_input_files
-from pipeline.score_stage import ScoreFileFn
-from pipeline.shards import PROGRESS_DIR
+from pipeline.score_stage import (
+    METRICS_NAMESPACE,
+    SCORE_STAGE,
+    SCORED_SHARDS_SKIPPED,
+    SCORER_SETUPS,
+    ScoreFileFn,
+)
+from pipeline.shards import PROGRESS_DIR, REJECTED_DIR, SCORED_DIR, SHARDS_DIR
 from pipeline.thresholds import ComputeThresholds
 from schemas.config import RunConfig
 from scorers.base import Scorer
@@ -30,6 +38,11 @@ logger = logging.getLogger(__name__)
 THRESHOLDS_FILE = "thresholds.json"
 MANIFEST_FILE = "manifest.json"
 RUN_FILE = "run.json"
+
+# Directories and files this tool writes into an output directory.
+OUTPUT_DIRS = (SHARDS_DIR, SCORED_DIR, REJECTED_DIR, PROGRESS_DIR)
+OUTPUT_NAMES = (*OUTPUT_DIRS, THRESHOLDS_FILE, MANIFEST_FILE)
+PROGRESS_STAGES = (SCORE_STAGE, LABEL_STAGE)
 
 REPORTED_PACKAGES = (
     "feedback-annotate", "apache-beam", "pyarrow", "spacy", "detoxify", "torch",
@@ -97,19 +110,33 @@ def provenance(config: RunConfig, scorers: Sequence[Scorer]) -> dict[str, Any]:
     }
 
 
-def config_fingerprint(config: RunConfig, scorers: Sequence[Scorer]) -> str:
-    """Hash of everything that decides a shard's content; a rerun must match it to resume."""
+def config_fingerprint(config: RunConfig, scorers: Sequence[Scorer], command: str = "run") -> str:
+    """Hash of everything that decides a shard's content; a rerun must match it to resume.
+
+    `command` keeps the output of `annotate score` and `annotate run` apart, because
+    they write different files into their output directories.
+    """
     data = {"config": config.to_dict(), "scorers": [s.name for s in scorers]}
     data["config"].pop("output_dir")
+    data["command"] = command
     encoded = json.dumps(data, sort_keys=True, default=str).encode()
     return hashlib.sha256(encoded).hexdigest()[:16]
 
 
-def claim_output_dir(config: RunConfig, scorers: Sequence[Scorer], overwrite: bool) -> None:
-    """Record this run's fingerprint in OUT, refusing a directory that holds another run."""
+def claim_output_dir(
+    config: RunConfig, scorers: Sequence[Scorer], overwrite: bool, command: str = "run"
+) -> None:
+    """Record this run's fingerprint in OUT, refusing a directory that holds another run.
+
+    A directory with output files but no fingerprint is refused too, because its
+    shards cannot be told apart from this run's.
+    """
     run_file = files.join(config.output_dir, PROGRESS_DIR, RUN_FILE)
-    fingerprint = config_fingerprint(config, scorers)
-    if files.exists(run_file) and not overwrite:
+    fingerprint = config_fingerprint(config, scorers, command)
+    if overwrite:
+        if files.exists(config.output_dir):
+            _clear_output(config.output_dir)
+    elif files.exists(run_file):
         stored = files.read_json(run_file)
         if stored.get("fingerprint") != fingerprint:
             raise OutputConflictError(
@@ -117,18 +144,43 @@ def claim_output_dir(config: RunConfig, scorers: Sequence[Scorer], overwrite: bo
                 "choose another output directory, or pass --overwrite to replace it"
             )
         logger.info("resuming the run in %s; completed shards are skipped", config.output_dir)
-    elif overwrite and files.exists(config.output_dir):
-        _clear_output(config.output_dir)
-    files.write_json(run_file, {"fingerprint": fingerprint, "config": config.to_dict()})
+        _remove_temporary_files(config.output_dir)
+    elif _existing_output(config.output_dir):
+        raise OutputConflictError(
+            f"{config.output_dir} contains {_existing_output(config.output_dir)} but no record of "
+            "the run that wrote it; choose another output directory, or pass --overwrite to "
+            "replace it"
+        )
+    files.write_json(
+        run_file, {"fingerprint": fingerprint, "command": command, "config": config.to_dict()}
+    )
+
+
+def _existing_output(output_dir: str) -> str | None:
+    """Name of the first output file or directory of this tool found in `output_dir`."""
+    for name in OUTPUT_NAMES:
+        if files.exists(files.join(output_dir, name)):
+            return name
+    return None
+
+
+def _remove_temporary_files(output_dir: str) -> None:
+    """Delete the temporary files of shards and markers that a killed attempt left behind."""
+    directories = [output_dir, *(files.join(output_dir, name) for name in OUTPUT_DIRS)]
+    directories += [files.join(output_dir, PROGRESS_DIR, stage) for stage in PROGRESS_STAGES]
+    removed = sum(files.remove_temporary_files(directory) for directory in directories)
+    if removed:
+        logger.info("removed %d temporary file(s) of an interrupted attempt", removed)
 
 
 def _clear_output(output_dir: str) -> None:
     from apache_beam.io.filesystems import FileSystems
 
-    for name in ("shards", "scored", "rejected", PROGRESS_DIR, THRESHOLDS_FILE, MANIFEST_FILE):
+    for name in OUTPUT_NAMES:
         path = files.join(output_dir, name)
         if FileSystems.exists(path):
             FileSystems.delete([path])
+    files.remove_temporary_files(output_dir)
 
 
 def merge_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
@@ -142,16 +194,38 @@ def build_pipeline(
     pipeline: beam.Pipeline, config: RunConfig, scorers: Sequence[Scorer], input_files: list[str]
 ) -> None:
     """Add the score, threshold, label and run-file stages to `pipeline`."""
-    names = [s.name for s in scorers]
-    percentiles = percentiles_by_name(config, scorers)
     stamp = provenance(config, scorers)
+    scored = build_score_stages(pipeline, config, scorers, input_files, stamp)
+    build_label_stages(pipeline, scored, config, scorers, stamp, len(input_files))
 
-    scored = (
+
+def build_score_stages(
+    pipeline: beam.Pipeline,
+    config: RunConfig,
+    scorers: Sequence[Scorer],
+    input_files: list[str],
+    stamp: dict[str, Any],
+) -> beam.PCollection:
+    """Add the scoring pass; returns the PCollection of `ShardResult`, one per scored shard."""
+    return (
         pipeline
         | "InputFiles" >> beam.Create(input_files)
         | "SpreadFiles" >> beam.Reshuffle()
         | "Score" >> beam.ParDo(ScoreFileFn(config, scorers, stamp))
     )
+
+
+def build_label_stages(
+    pipeline: beam.Pipeline,
+    scored: beam.PCollection,
+    config: RunConfig,
+    scorers: Sequence[Scorer],
+    stamp: dict[str, Any],
+    input_files: int,
+) -> None:
+    """Add thresholds, labelling and the run files, given the scored shards."""
+    names = [s.name for s in scorers]
+    percentiles = percentiles_by_name(config, scorers)
     thresholds = (
         scored
         | "ScoredPaths" >> beam.Map(lambda shard: shard.path)
@@ -172,7 +246,7 @@ def build_pipeline(
         "percentiles": percentiles,
         "provenance": stamp,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "input_files": len(input_files),
+        "input_files": input_files,
     }
     _ = (
         pipeline
@@ -248,11 +322,52 @@ def run(
     overwrite: bool = False,
 ) -> dict:
     """Run the whole job and return the manifest read back from the output directory."""
+    run_pipeline(config, build_pipeline, beam_args, runner, overwrite)
+    return files.read_json(files.join(config.output_dir, MANIFEST_FILE))
+
+
+def run_pipeline(
+    config: RunConfig,
+    build: Callable[[beam.Pipeline, RunConfig, Sequence[Scorer], list[str]], None],
+    beam_args: Sequence[str] = (),
+    runner: Any = None,
+    overwrite: bool = False,
+    command: str = "run",
+) -> PipelineResult:
+    """Claim the output directory, build the pipeline with `build`, run it to the end.
+
+    Returns Beam's result, whose metrics count the shards done and skipped.
+    """
     scorers = build_scorers(config)
     input_files = list_input_files(config.inputs)
-    claim_output_dir(config, scorers, overwrite)
+    claim_output_dir(config, scorers, overwrite, command)
     options = PipelineOptions(list(beam_args))
     logger.info("annotating %d input file(s) into %s", len(input_files), config.output_dir)
-    with beam.Pipeline(runner=runner, options=options) as pipeline:
-        build_pipeline(pipeline, config, scorers, input_files)
-    return files.read_json(files.join(config.output_dir, MANIFEST_FILE))
+    pipeline = beam.Pipeline(runner=runner, options=options)
+    build(pipeline, config, scorers, input_files)
+    result = pipeline.run()
+    result.wait_until_finish()
+    log_work_done(result)
+    return result
+
+
+def log_work_done(result: PipelineResult) -> None:
+    """Log how often scorer models were loaded and how many completed shards were skipped."""
+    counters = work_counters(result)
+    logger.info(
+        "scorer models were loaded %d time(s); %d scored and %d labelled shard(s) were "
+        "complete already and were skipped",
+        counters.get(SCORER_SETUPS, 0),
+        counters.get(SCORED_SHARDS_SKIPPED, 0),
+        counters.get(LABELLED_SHARDS_SKIPPED, 0),
+    )
+
+
+def work_counters(result: PipelineResult) -> dict[str, int]:
+    """This tool's Beam counters from a finished pipeline, by name, summed over steps."""
+    query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
+    totals: Counter[str] = Counter()
+    for counter in query["counters"]:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        totals[counter.key.metric.name] += value or 0
+    return dict(totals)

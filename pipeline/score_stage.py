@@ -39,6 +39,11 @@ logger = logging.getLogger(__name__)
 METRICS_NAMESPACE = "feedback_annotate"
 SCORE_STAGE = "score"
 
+# Beam counters of the work done by one attempt, as opposed to the counts of a
+# shard, which are stored in its marker and are the same in every attempt.
+SCORER_SETUPS = "scorer_setups"
+SCORED_SHARDS_SKIPPED = "scored_shards_skipped"
+
 
 @dataclass
 class ShardResult:
@@ -63,12 +68,17 @@ class ScoreFileFn(beam.DoFn):
     def setup(self) -> None:
         self._scorer = DocumentScorer(self.scorers, self.config.segment, self.config.fail_fast)
         self._scorer.setup()
+        self._setup_counted = False
 
     def teardown(self) -> None:
         if self._scorer is not None:
             self._scorer.teardown()
 
     def process(self, input_file: str) -> Iterator[ShardResult]:
+        if not self._setup_counted:
+            # Counted here because Beam keeps no counters during setup.
+            Metrics.counter(METRICS_NAMESPACE, SCORER_SETUPS).inc()
+            self._setup_counted = True
         for index, items in _chunks(input_file, self.config):
             name = shard_name(input_file, index)
             marker = marker_path(self.config.output_dir, SCORE_STAGE, name)
@@ -111,6 +121,7 @@ class ScoreFileFn(beam.DoFn):
 def _completed(name: str, marker: str) -> ShardResult:
     stored = files.read_json(marker)
     logger.info("skipping completed shard %s", name)
+    Metrics.counter(METRICS_NAMESPACE, SCORED_SHARDS_SKIPPED).inc()
     return ShardResult(name, stored["path"], stored["counts"], skipped=True)
 
 

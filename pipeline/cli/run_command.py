@@ -7,15 +7,8 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.app import (
-    UsageError,
-    app,
-    check_beam_args,
-    fail,
-    local_runner,
-    parse_percentiles,
-    parse_scorer_options,
-)
+from pipeline.cli import options as opt
+from pipeline.cli.app import UsageError, app, check_beam_args, fail, parse_percentiles
 from schemas.config import (
     DEFAULT_BAD_TOKEN,
     DEFAULT_GOOD_TOKEN,
@@ -25,62 +18,19 @@ from schemas.config import (
     RunConfig,
     SegmentOptions,
 )
-from scorers.registry import DEFAULT_SCORERS
 
 logger = logging.getLogger(__name__)
 
-SCORING = "Scoring"
 LABELS = "Thresholds and tokens"
-INPUT = "Input and segments"
-RUN = "Run"
 
 
-def toxicity_options(
-    model: str | None,
-    checkpoint: str | None,
-    hf_dir: str | None,
-    device: str | None,
-    threads: int | None,
-    batch_size: int | None,
-) -> dict:
-    given = {
-        "model": model, "checkpoint": checkpoint, "hf_dir": hf_dir, "device": device,
-        "threads": threads, "batch_size": batch_size,
-    }  # fmt: skip
-    return {key: value for key, value in given.items() if value is not None}
-
-
-@app.command(
-    "run",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    epilog=(
-        "Any other option is passed to Apache Beam unchanged (for example --runner "
-        "DataflowRunner --project P --region R --temp_location gs://B/tmp, or "
-        "--direct_num_workers 2 --direct_running_mode multi_processing)."
-    ),
-)
+@app.command("run", context_settings=opt.BEAM_ARGS_CONTEXT, epilog=opt.BEAM_ARGS_EPILOG)
 def run_command(
     ctx: typer.Context,
-    inputs: Annotated[
-        str, typer.Argument(help="JSON Lines file (.jsonl, .gz, .zst), glob or directory.")
-    ],
-    output_dir: Annotated[
-        str, typer.Argument(help="Output directory (local path or gs://, s3://).")
-    ],
-    runner: Annotated[
-        str,
-        typer.Option(
-            help="Beam runner. DirectRunner runs in this process on Beam's FnApiRunner, offline.",
-            rich_help_panel=RUN,
-        ),
-    ] = "DirectRunner",
-    scorers: Annotated[
-        str,
-        typer.Option(
-            help="Comma-separated scorers to run, in column order; 'annotate scorers' lists them.",
-            rich_help_panel=SCORING,
-        ),
-    ] = ",".join(DEFAULT_SCORERS),
+    inputs: opt.Inputs,
+    output_dir: opt.OutputDir,
+    runner: opt.Runner = "DirectRunner",
+    scorers: opt.Scorers = opt.DEFAULT_SCORER_LIST,
     percentile: Annotated[
         list[str],
         typer.Option(
@@ -118,143 +68,35 @@ def run_command(
     bad_token: Annotated[
         str, typer.Option(help="Control token in front of bad segments.", rich_help_panel=LABELS)
     ] = DEFAULT_BAD_TOKEN,
-    toxicity_model: Annotated[
-        str | None,
-        typer.Option(
-            help=(
-                "Detoxify model: original (default), unbiased, multilingual, original-small, "
-                "unbiased-small."
-            ),
-            rich_help_panel=SCORING,
-        ),
-    ] = None,
-    toxicity_checkpoint: Annotated[
-        str | None,
-        typer.Option(
-            help=(
-                "Local path or URI of a checkpoint in Detoxify's format, instead of downloading "
-                "the release file."
-            ),
-            rich_help_panel=SCORING,
-        ),
-    ] = None,
-    toxicity_hf_dir: Annotated[
-        str | None,
-        typer.Option(
-            help=(
-                "Directory with the model's Hugging Face config and tokenizer files, for loading "
-                "without internet."
-            ),
-            rich_help_panel=SCORING,
-        ),
-    ] = None,
-    toxicity_device: Annotated[
-        str | None,
-        typer.Option(
-            help="Torch device for Detoxify (default: cuda when available, else cpu).",
-            rich_help_panel=SCORING,
-        ),
-    ] = None,
-    toxicity_threads: Annotated[
-        int | None,
-        typer.Option(
-            min=1, help="Torch CPU threads per worker for Detoxify.", rich_help_panel=SCORING
-        ),
-    ] = None,
-    toxicity_batch_size: Annotated[
-        int | None,
-        typer.Option(min=1, help="Maximum segments per Detoxify batch.", rich_help_panel=SCORING),
-    ] = None,
-    pii_spacy_model: Annotated[
-        str | None,
-        typer.Option(
-            help=(
-                "Installed spaCy model adding NER (PERSON, LOCATION, ...) to the PII scorer; "
-                "default: pattern recognizers only."
-            ),
-            rich_help_panel=SCORING,
-        ),
-    ] = None,
-    scorer_option: Annotated[
-        list[str],
-        typer.Option(
-            help="SCORER.KEY=VALUE option for any scorer, VALUE as JSON or text. Repeatable.",
-            rich_help_panel=SCORING,
-        ),
-    ] = [],  # noqa: B006
-    text_field: Annotated[
-        str, typer.Option(help="Input field holding the document text.", rich_help_panel=INPUT)
-    ] = "text",
-    id_field: Annotated[
-        str,
-        typer.Option(
-            help="Input field holding the document id; without one, the id is FILE:LINE.",
-            rich_help_panel=INPUT,
-        ),
-    ] = "id",
-    language_field: Annotated[
-        str,
-        typer.Option(
-            help=(
-                "Metadata field that makes a document code when it names a programming language "
-                "(such as python)."
-            ),
-            rich_help_panel=INPUT,
-        ),
-    ] = "lang",
-    kind: Annotated[
-        str,
-        typer.Option(
-            help=(
-                "auto: code when the language field names a programming language, else prose; or "
-                "force prose or code."
-            ),
-            rich_help_panel=INPUT,
-        ),
-    ] = "auto",
-    docs_per_shard: Annotated[
-        int,
-        typer.Option(
-            min=0,
-            help="Documents per output shard; 0 writes one shard per input file.",
-            rich_help_panel=RUN,
-        ),
-    ] = 0,
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            help="Replace the output of a different earlier run in OUTPUT_DIR.", rich_help_panel=RUN
-        ),
-    ] = False,
-    fail_fast: Annotated[
-        bool,
-        typer.Option(
-            help="Stop on the first scorer error instead of writing a null score.",
-            rich_help_panel=RUN,
-        ),
-    ] = False,
+    toxicity_model: opt.ToxicityModel = None,
+    toxicity_checkpoint: opt.ToxicityCheckpoint = None,
+    toxicity_hf_dir: opt.ToxicityHfDir = None,
+    toxicity_device: opt.ToxicityDevice = None,
+    toxicity_threads: opt.ToxicityThreads = None,
+    toxicity_batch_size: opt.ToxicityBatchSize = None,
+    pii_spacy_model: opt.PiiSpacyModel = None,
+    scorer_option: opt.ScorerOption = [],  # noqa: B006
+    text_field: opt.TextField = "text",
+    id_field: opt.IdField = "id",
+    language_field: opt.LanguageField = "lang",
+    kind: opt.Kind = "auto",
+    docs_per_shard: opt.DocsPerShard = 0,
+    overwrite: opt.Overwrite = False,
+    fail_fast: opt.FailFast = False,
 ) -> None:
     """Run the whole job: read, segment, score, threshold, label, write Parquet shards."""
     try:
-        if kind not in ("auto", "prose", "code"):
-            raise UsageError(f"--kind must be auto, prose or code, got {kind!r}")
         check_beam_args(ctx.args)
-        options = parse_scorer_options(scorer_option)
-        toxicity = toxicity_options(
+        toxicity = opt.toxicity_options(
             toxicity_model, toxicity_checkpoint, toxicity_hf_dir, toxicity_device,
             toxicity_threads, toxicity_batch_size,
         )  # fmt: skip
-        if toxicity:
-            options["toxicity"] = options.get("toxicity", {}) | toxicity
-        if pii_spacy_model:
-            options["pii"] = options.get("pii", {}) | {"spacy_model": pii_spacy_model}
-        config = RunConfig(
-            inputs=inputs,
-            output_dir=output_dir.rstrip("/") if output_dir not in ("/",) else output_dir,
-            scorers=tuple(name.strip() for name in scorers.split(",") if name.strip()),
-            scorer_options=options,
+        config = opt.build_config(
+            inputs, output_dir, scorers, scorer_option, toxicity, pii_spacy_model,
             read=ReadOptions(text_field=text_field, id_field=id_field),
             segment=SegmentOptions(language_field=language_field, kind=kind),
+            docs_per_shard=docs_per_shard,
+            fail_fast=fail_fast,
             label=LabelOptions(
                 percentiles=parse_percentiles(percentile),
                 default_percentile=default_percentile,
@@ -262,11 +104,7 @@ def run_command(
                 bad_token=bad_token,
                 quantile_epsilon=quantile_epsilon,
             ),
-            docs_per_shard=docs_per_shard,
-            fail_fast=fail_fast,
-        )
-        if not config.scorers:
-            raise UsageError("--scorers names no scorer")
+        )  # fmt: skip
     except UsageError as error:
         fail(str(error), 2)
     execute(config, ["--runner", runner, *ctx.args], runner, overwrite)
@@ -274,22 +112,9 @@ def run_command(
 
 def execute(config: RunConfig, beam_args: list[str], runner: str, overwrite: bool) -> None:
     """Run the pipeline, turning known failures into one-line messages and exit codes."""
-    from pipeline.read import list_input_files
-    from pipeline.run import OutputConflictError, build_scorers, run
-    from scorers.base import MissingDependencyError, ScorerConfigError
-    from scorers.registry import UnknownScorerError
+    from pipeline.run import run
 
-    try:
-        build_scorers(config)
-        list_input_files(config.inputs)
-    except (UnknownScorerError, MissingDependencyError, ScorerConfigError, ValueError) as error:
-        fail(str(error), 2)
-    except FileNotFoundError as error:
-        fail(str(error), 2)
-    try:
-        manifest = run(config, beam_args, local_runner(runner), overwrite)
-    except (OutputConflictError, ValueError) as error:
-        fail(str(error), 2)
+    manifest = opt.run_job(run, config, beam_args, runner, overwrite)
     print_summary(config.output_dir, manifest)
 
 
