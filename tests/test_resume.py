@@ -30,7 +30,7 @@ def environment() -> dict[str, str]:
 
 
 def run_and_kill_when(args: list[str], ready) -> None:
-    """Start `args`, poll the output until `ready()` holds, then SIGKILL the process."""
+    """Start `args`, poll the output until `ready()` returns True, then SIGKILL the process."""
     process = subprocess.Popen(args, env=environment(), stdout=subprocess.DEVNULL)
     try:
         while process.poll() is None and not ready():
