@@ -18,7 +18,15 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from pipeline import files
-from pipeline.read import Document, InputDamagedError, Rejection, parse_record, read_lines
+from pipeline.read import (
+    Document,
+    InputDamagedError,
+    Rejection,
+    is_parquet,
+    parse_record,
+    read_lines,
+    read_parquet,
+)
 from pipeline.score import DocumentScorer
 from pipeline.shards import (
     REJECTED_DIR,
@@ -137,6 +145,9 @@ def _drain(items: Iterator) -> None:
 
 def _records(input_file: str, config: RunConfig) -> Iterator[Document | Rejection]:
     try:
+        if is_parquet(input_file):
+            yield from read_parquet(input_file, config.read)
+            return
         for line_number, raw in read_lines(input_file):
             yield parse_record(raw, input_file, line_number, config.read)
     except InputDamagedError as error:
