@@ -4,6 +4,7 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
 from typer.testing import CliRunner
 
 from pipeline.cli import app
@@ -83,3 +84,22 @@ def test_unrecorded_output_is_refused(tmp_path):
     assert "contains shards but no record of the run" in result.output
     assert runner.invoke(app, args + ["--overwrite"]).exit_code == 0
     assert not (tmp_path / "out" / "shards" / "old.parquet").exists()
+
+
+def test_beam_options_pass_through(tmp_path, monkeypatch):
+    import pipeline.run
+
+    received = []
+
+    def record_options(args):
+        received.append(list(args))
+        return PipelineOptions(args)
+
+    monkeypatch.setattr(pipeline.run, "PipelineOptions", record_options)
+    source = write_jsonl(tmp_path / "in.jsonl", [{"text": "Hello."}])
+    args = ["score", str(source), str(tmp_path / "out"), "--scorers", "toxicity_profanity"]
+    result = runner.invoke(app, args + ["--job_name", "annotate-test", "--max_num_workers", "3"])
+    assert result.exit_code == 0, result.output
+    assert received == [
+        ["--runner", "DirectRunner", "--job_name", "annotate-test", "--max_num_workers", "3"]
+    ]
