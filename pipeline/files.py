@@ -88,6 +88,12 @@ def match(pattern: str) -> list[str]:
     return sorted(m.path for m in results[0].metadata_list)
 
 
+def remove(path: str) -> None:
+    """Delete a file or a directory with its content; nothing happens if it does not exist."""
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+
+
 def remove_temporary_files(directory: str) -> int:
     """Delete the temporary files that `AtomicFile` left in `directory`; returns how many."""
     paths = match(join(directory, ".*.tmp"))

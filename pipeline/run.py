@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 THRESHOLDS_FILE = "thresholds.json"
 MANIFEST_FILE = "manifest.json"
 RUN_FILE = "run.json"
+SUMMARIES_DIR = "summaries"
 
 # Directories and files this tool writes into an output directory.
 OUTPUT_DIRS = (SHARDS_DIR, SCORED_DIR, REJECTED_DIR, PROGRESS_DIR)
@@ -229,7 +230,10 @@ def build_label_stages(
     thresholds = (
         scored
         | "ScoredPaths" >> beam.Map(lambda shard: shard.path)
-        | "Thresholds" >> ComputeThresholds(names, percentiles, config.label.quantile_epsilon)
+        | "Thresholds"
+        >> ComputeThresholds(
+            names, percentiles, config.label.quantile_epsilon, summaries_dir(config.output_dir)
+        )
     )
     labelled = scored | "Label" >> beam.ParDo(
         LabelShardFn(config.output_dir, names, config.label, stamp),
@@ -280,7 +284,13 @@ def write_run_files(
         "all_counts": dict(sorted(counts.items())),
     }
     files.write_json(files.join(output_dir, MANIFEST_FILE), manifest)
+    files.remove(summaries_dir(output_dir))
     return manifest
+
+
+def summaries_dir(output_dir: str) -> str:
+    """Directory of the percentile summaries, which are deleted once the run files exist."""
+    return files.join(output_dir, PROGRESS_DIR, SUMMARIES_DIR)
 
 
 def thresholds_table(percentiles: dict, thresholds: dict, label_counts: dict) -> dict:

@@ -13,19 +13,25 @@ order is fixed instead: each shard gets its own summary, built from its rows
 in file order, and the summaries are merged in a tree over the shards sorted
 by path, each merge with a fresh combiner. The thresholds are then a function
 of the scored shards alone, whichever runner, worker count or attempt
-produced them. The cost is that every shard's summary goes through a shuffle:
-at most (17 + 1) * 15,259 scores per shard and scorer, or all of its scores
-when it has fewer.
+produced them.
+
+Every shard's summary contains at most (17 + 1) * 15,259 scores per scorer, or
+all of its scores when it has fewer. Given a work directory, summaries are
+written there as files and only their paths go through the shuffle, because
+Beam's local runner keeps shuffled data in memory, where the summaries of a
+large corpus would grow with it.
 """
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import apache_beam as beam
 from apache_beam.transforms.stats import ApproximateQuantilesCombineFn
 
+from pipeline import files
 from pipeline.shards import iter_shard_batches
 from schemas.output import score_column
 
@@ -34,8 +40,8 @@ from schemas.output import score_column
 QUANTILE_STEPS = 10_000
 
 # Summaries merged together at each level of the merge tree. A summary holds
-# up to about 275,000 scores with epsilon 0.001, so one merge holds up to
-# MERGE_FAN_IN times that many floats.
+# up to about 275,000 scores with epsilon 0.001, so one merge keeps up to
+# MERGE_FAN_IN times that many floats in memory.
 MERGE_FAN_IN = 16
 
 # Levels of the merge tree before the final merge: up to 16**4 = 65,536 shards
@@ -97,13 +103,42 @@ def pick_threshold(summary: Summary, percentile: float, epsilon: float) -> float
     return quantiles[percentile_index(percentile)]
 
 
+class SummaryStore:
+    """Storage of summaries between merge steps: the shuffle itself, or files in `work_dir`.
+
+    File names are derived from the scorer and the summary's place in the merge
+    tree, so a rerun overwrites the files of an earlier attempt.
+    """
+
+    def __init__(self, work_dir: str | None) -> None:
+        self.work_dir = work_dir
+
+    def put(self, name: str, level: str, position: int, summary: Summary) -> Any:
+        if self.work_dir is None:
+            return summary
+        path = files.join(self.work_dir, f"{name}-{level}-{position:09d}.pickle")
+        data = pickle.dumps(summary, protocol=pickle.HIGHEST_PROTOCOL)
+        files.write_atomically(path, lambda stream: stream.write(data))
+        return path
+
+    def get(self, stored: Any) -> Summary:
+        if self.work_dir is None:
+            return stored
+        with files.open_read(stored) as stream:
+            # The file was written by `put` in this run, so unpickling it is safe.
+            return pickle.loads(stream.read())
+
+
 def _rank_paths(paths: list[str]) -> dict[str, int]:
     return {path: rank for rank, path in enumerate(sorted(paths))}
 
 
-def _summarize(path: str, ranks: dict[str, int], scorer_names: list[str], epsilon: float):
+def _summarize(
+    path: str, ranks: dict[str, int], scorer_names: list[str], epsilon: float, store: SummaryStore
+):
+    rank = ranks[path]
     for name, summary in shard_summaries(path, scorer_names, epsilon):
-        yield (name, ranks[path]), summary
+        yield (name, rank), store.put(name, "shard", rank, summary)
 
 
 def _regroup(item, fan_in: int | None):
@@ -112,9 +147,18 @@ def _regroup(item, fan_in: int | None):
     return (name, group), (position, summary)
 
 
-def _merge_group(item, epsilon: float):
-    key, members = item
-    return key, merge_in_order(members, epsilon)
+def _merge_group(item, epsilon: float, store: SummaryStore, level: str):
+    (name, group), members = item
+    members = sorted(members, key=lambda member: member[0])
+    if len(members) == 1:
+        return (name, group), members[0][1]
+    loaded = ((position, store.get(stored)) for position, stored in members)
+    return (name, group), store.put(name, level, group, merge_in_order(loaded, epsilon))
+
+
+def _pick(item, percentiles: Mapping[str, float], epsilon: float, store: SummaryStore):
+    (name, _), stored = item
+    return name, pick_threshold(store.get(stored), percentiles[name], epsilon)
 
 
 class ComputeThresholds(beam.PTransform):
@@ -126,25 +170,32 @@ class ComputeThresholds(beam.PTransform):
         scorer_names: scorers whose columns are read.
         percentiles: scorer name -> P, in percent.
         epsilon: allowed rank error as a fraction of the number of scores.
+        work_dir: directory for the summary files; None sends the summaries
+            themselves through the shuffle.
     """
 
     def __init__(
-        self, scorer_names: Sequence[str], percentiles: Mapping[str, float], epsilon: float
+        self,
+        scorer_names: Sequence[str],
+        percentiles: Mapping[str, float],
+        epsilon: float,
+        work_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.scorer_names = list(scorer_names)
         self.percentiles = dict(percentiles)
         self.epsilon = epsilon
+        self.store = SummaryStore(work_dir)
 
     def expand(self, shard_paths):
-        epsilon, percentiles = self.epsilon, self.percentiles
+        epsilon, store = self.epsilon, self.store
         ranks = (
             shard_paths
             | "CollectPaths" >> beam.combiners.ToList()
             | "RankPaths" >> beam.Map(_rank_paths)
         )
         summaries = shard_paths | "Summarize" >> beam.FlatMap(
-            _summarize, beam.pvalue.AsSingleton(ranks), self.scorer_names, epsilon
+            _summarize, beam.pvalue.AsSingleton(ranks), self.scorer_names, epsilon, store
         )
         for level in [*range(MERGE_LEVELS), "Final"]:
             fan_in = MERGE_FAN_IN if level != "Final" else None
@@ -152,8 +203,6 @@ class ComputeThresholds(beam.PTransform):
                 summaries
                 | f"Regroup{level}" >> beam.Map(_regroup, fan_in)
                 | f"Group{level}" >> beam.GroupByKey()
-                | f"Merge{level}" >> beam.Map(_merge_group, epsilon)
+                | f"Merge{level}" >> beam.Map(_merge_group, epsilon, store, f"level{level}")
             )
-        return summaries | "PickPercentile" >> beam.MapTuple(
-            lambda key, summary: (key[0], pick_threshold(summary, percentiles[key[0]], epsilon))
-        )
+        return summaries | "PickPercentile" >> beam.Map(_pick, self.percentiles, epsilon, store)

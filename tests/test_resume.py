@@ -116,4 +116,5 @@ def test_killed_run_resumes_to_same_output(corpus, tmp_path):
         shard = name.removesuffix(".json") + ".parquet"
         assert labelled_after[shard] == labelled_before[shard], f"{shard} was labelled twice"
     assert temporary_files(out) == []
+    assert not (out / "_progress" / "summaries").exists()
     assert output_content(out) == output_content(reference)

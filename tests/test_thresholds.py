@@ -46,13 +46,15 @@ def write_score_shards(directory, shards: int, rows: int, seed: int):
     return paths, per_shard
 
 
-def thresholds(paths: list[str], epsilon: float, result_file) -> dict[str, float]:
+def thresholds(paths: list[str], epsilon: float, result_file, work_dir=None) -> dict[str, float]:
     """Run ComputeThresholds on `paths`, delivered in the given order, on the local runner."""
+    percentiles = PERCENTILES | {UNUSED: 5.0}
+    work_dir = str(work_dir) if work_dir else None
     with beam.Pipeline(runner=FnApiRunner()) as pipeline:
         _ = (
             pipeline
             | beam.Create(paths)
-            | ComputeThresholds([*PERCENTILES, UNUSED], PERCENTILES | {UNUSED: 5.0}, epsilon)
+            | ComputeThresholds([*PERCENTILES, UNUSED], percentiles, epsilon, work_dir)
             | beam.combiners.ToList()
             | beam.Map(lambda pairs: result_file.write_text(json.dumps(dict(pairs))))
         )
@@ -86,6 +88,17 @@ def test_threshold_same_in_any_shard_order(coarse_shards, tmp_path):
     assert sorted(first) == sorted(PERCENTILES)
     assert thresholds(paths[::-1], COARSE_EPSILON, tmp_path / "reversed.json") == first
     assert thresholds(shuffled, COARSE_EPSILON, tmp_path / "shuffled.json") == first
+
+
+def test_summary_files_give_same_thresholds(coarse_shards, tmp_path):
+    paths, _ = coarse_shards
+    work_dir = tmp_path / "summaries"
+    in_shuffle = thresholds(paths, COARSE_EPSILON, tmp_path / "shuffle.json")
+    in_files = thresholds(paths[::-1], COARSE_EPSILON, tmp_path / "files.json", work_dir)
+    assert in_files == in_shuffle
+    shard_files = sorted(work_dir.glob("toxicity_profanity_v1-shard-*.pickle"))
+    assert len(shard_files) == len(paths)
+    assert (work_dir / "toxicity_profanity_v1-level0-000000000.pickle").exists()
 
 
 def test_threshold_within_rank_error(coarse_shards, tmp_path):
