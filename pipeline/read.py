@@ -1,28 +1,35 @@
 """Read documents from JSON Lines (one record per line) and Parquet files, through Beam's
 FileSystems.
 
-Every line or Parquet row read ends as exactly one `Document` or one `Rejection`, so the
-accounting of a run can balance: documents read = written + rejected.
+Every non-blank line or Parquet row read ends as exactly one `Document` or one `Rejection`,
+so the accounting of a run can balance: documents read = written + rejected.
+Blank lines and damaged compressed files are reported as `InputIssue`s, which
+are not documents.
 """
 
 from __future__ import annotations
 
 import base64
+import bz2
+import codecs
 import datetime
 import json
+import logging
+import lzma
 import posixpath
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import zstandard
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from schemas.config import ReadOptions
+
+logger = logging.getLogger(__name__)
 
 INPUT_SUFFIXES = (
     ".jsonl",
@@ -37,16 +44,27 @@ INPUT_SUFFIXES = (
 )
 
 PARQUET_SUFFIX = ".parquet"
-ZSTD_SUFFIX = ".zst"
-
-# Bytes read from a compressed input file at a time.
-READ_CHUNK_BYTES = 1 << 20
 
 # Parquet rows converted to documents at a time; Arrow reads one row group's
 # column chunks at a time, so memory also grows with the row group size.
 PARQUET_BATCH_ROWS = 1024
 
 REPLACEMENT_CHARACTER = "\ufffd"
+
+# Input is read and decompressed in blocks of this many bytes. A decompressor
+# that fails returns nothing of the block it failed on, so the lines lost to
+# damage are at most those of one block.
+READ_BLOCK_BYTES = 1 << 16
+
+# Repair reasons, written as repaired_<reason> counters.
+REPAIR_LONE_SURROGATES = "lone_surrogates_replaced"
+REPAIR_CP1252 = "invalid_utf8_decoded_as_cp1252"
+REPAIR_BOM = "utf8_bom_removed"
+REPAIR_INVALID_ID = "invalid_id_replaced"
+
+# InputIssue reasons, which are also their counter names.
+BLANK_LINE = "blank_lines_skipped"
+DAMAGED_INPUT = "input_files_damaged"
 
 
 @dataclass
@@ -72,6 +90,21 @@ class Rejection:
     record: str
 
 
+@dataclass
+class InputIssue:
+    """Something in an input file that contains no document: a blank line, or damage.
+
+    `reason` is `BLANK_LINE` or `DAMAGED_INPUT`. For damage, `input_line` is
+    the number of lines read from the file, including a partial line that the
+    damage cut off.
+    """
+
+    reason: str
+    detail: str
+    input_file: str
+    input_line: int
+
+
 def list_input_files(inputs: str) -> list[str]:
     """Expand a file, glob or directory into a sorted list of input files.
 
@@ -79,7 +112,7 @@ def list_input_files(inputs: str) -> list[str]:
         FileNotFoundError: nothing matches, naming the pattern.
     """
     patterns = [inputs]
-    if FileSystems.exists(inputs) and _is_directory(inputs):
+    if FileSystems.exists(inputs) and is_directory(inputs):
         patterns = [FileSystems.join(inputs, f"*{suffix}") for suffix in INPUT_SUFFIXES]
     paths: set[str] = set()
     for result in FileSystems.match(patterns):
@@ -92,7 +125,8 @@ def list_input_files(inputs: str) -> list[str]:
     return sorted(paths)
 
 
-def _is_directory(path: str) -> bool:
+def is_directory(path: str) -> bool:
+    """Return whether `path` names a directory; a URI does when it ends with a slash."""
     if "://" in path:
         return path.endswith("/")
     import os
@@ -100,54 +134,185 @@ def _is_directory(path: str) -> bool:
     return os.path.isdir(path)
 
 
+def read_records(path: str, options: ReadOptions) -> Iterator[Document | Rejection | InputIssue]:
+    """Read one input file: a Document or Rejection per non-blank line, InputIssues besides.
+
+    Damage in a compressed file ends the reading of that file. The lines before
+    the damage are read. A line cut off by the damage becomes a Rejection with
+    reason ``truncated_line`` unless it still parses. An InputIssue with reason
+    `DAMAGED_INPUT` comes last. A Parquet file gives one Document or Rejection
+    per row (see `read_parquet`).
+    """
+    if is_parquet(path):
+        yield from read_parquet(path, options)
+        return
+    try:
+        for line_number, raw in read_lines(path):
+            if raw.strip():
+                yield parse_record(raw, path, line_number, options)
+            else:
+                yield InputIssue(BLANK_LINE, "blank line", path, line_number)
+    except InputDamagedError as error:
+        logger.error("%s", error)
+        lines_read = error.complete_lines
+        if error.partial_line.strip():
+            lines_read += 1
+            yield _parse_cut_line(error.partial_line, path, lines_read, options)
+        yield InputIssue(DAMAGED_INPUT, str(error), path, lines_read)
+
+
+def _parse_cut_line(
+    raw: bytes, path: str, line_number: int, options: ReadOptions
+) -> Document | Rejection:
+    result = parse_record(raw, path, line_number, options)
+    if isinstance(result, Rejection) and result.reason == "invalid_json":
+        result.reason = "truncated_line"
+        result.detail = f"line is cut off where the compressed data is damaged; {result.detail}"
+    return result
+
+
 def read_lines(path: str) -> Iterator[tuple[int, bytes]]:
-    """Yield (1-based line number, raw line without its newline) from a possibly compressed file.
+    """Yield (1-based line number, raw line without its line ending) from a file.
+
+    A compressed file is decompressed by its suffix, as Beam does (.gz, .bz2, .zst,
+    .xz, .deflate). A last line without a newline is yielded too.
 
     Raises:
-        InputDamagedError: the file ends in the middle of a compressed stream, after
-            yielding every line before the damage.
+        InputDamagedError: the compressed data is corrupt or ends before its end
+            marker. Every complete line before the damage was yielded first. The
+            error's `partial_line` is the start of the line that the damage cut off.
     """
-    if path.lower().endswith(ZSTD_SUFFIX):
-        yield from _read_zstd_lines(path)
-        return
-    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as stream:
-        line_number = 0
-        while True:
-            try:
-                line = stream.readline()
-            except (EOFError, zlib.error, OSError) as error:
-                raise InputDamagedError(path, line_number, error) from error
-            if not line:
-                return
-            line_number += 1
-            yield line_number, line.rstrip(b"\n").rstrip(b"\r")
+    line_number = 0
+    tail: list[bytes] = []
+    try:
+        for block in _decompressed_blocks(path):
+            *complete, rest = block.split(b"\n")
+            if complete:
+                complete[0] = b"".join([*tail, complete[0]])
+                tail = []
+            for line in complete:
+                line_number += 1
+                yield line_number, line[:-1] if line.endswith(b"\r") else line
+            if rest:
+                tail.append(rest)
+    except _CompressedDataError as error:
+        raise InputDamagedError(path, line_number, b"".join(tail), error.cause) from error
+    if tail:
+        last = b"".join(tail)
+        yield line_number + 1, last[:-1] if last.endswith(b"\r") else last
 
 
 class InputDamagedError(Exception):
-    """A compressed input file is truncated or corrupt."""
+    """A compressed input file is truncated or corrupt.
 
-    def __init__(self, path: str, last_good_line: int, cause: Exception) -> None:
+    Attributes:
+        complete_lines: number of complete lines read before the damage.
+        partial_line: the bytes after the last newline before the damage.
+    """
+
+    def __init__(self, path: str, complete_lines: int, partial_line: bytes, cause: Exception):
+        cut = f" and a partial line {complete_lines + 1}" if partial_line.strip() else ""
         super().__init__(
-            f"{path} is damaged after line {last_good_line} ({type(cause).__name__}: {cause}); "
-            "the lines before the damage were processed"
+            f"{path}: the compressed data is damaged ({type(cause).__name__}: {cause}); "
+            f"{complete_lines} complete lines{cut} were read before the damage, the rest "
+            "of the file was not"
         )
         self.path = path
-        self.last_good_line = last_good_line
+        self.complete_lines = complete_lines
+        self.partial_line = partial_line
+
+
+class _CompressedDataError(Exception):
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _decompressed_blocks(path: str) -> Iterator[bytes]:
+    new_decompressor = _decompressor_factory(CompressionTypes.detect_compression_type(path))
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+        blocks = iter(lambda: stream.read(READ_BLOCK_BYTES), b"")
+        if new_decompressor is None:
+            yield from blocks
+        else:
+            yield from _decompress(blocks, new_decompressor)
+
+
+def _decompressor_factory(compression: str) -> Callable[[], Any] | None:
+    # Beam's CompressedFile (Beam 2.77) returns a truncated gzip stream as if it
+    # were complete. Python's decompressors expose `eof`, so they detect it.
+    if compression == CompressionTypes.GZIP:
+        return lambda: zlib.decompressobj(zlib.MAX_WBITS | 16)
+    if compression == CompressionTypes.DEFLATE:
+        return zlib.decompressobj
+    if compression == CompressionTypes.BZIP2:
+        return bz2.BZ2Decompressor
+    if compression == CompressionTypes.LZMA:
+        return lzma.LZMADecompressor
+    if compression == CompressionTypes.ZSTD:
+        import zstandard
+
+        # The window limit is Beam's, so any file Beam reads is read here too.
+        return zstandard.ZstdDecompressor(max_window_size=2**31).decompressobj
+    return None
+
+
+def _decompression_errors() -> tuple[type[Exception], ...]:
+    import zstandard
+
+    return (zlib.error, OSError, EOFError, lzma.LZMAError, zstandard.ZstdError)
+
+
+def _decompress(blocks: Iterable[bytes], new_decompressor: Callable[[], Any]) -> Iterator[bytes]:
+    """Decompress a stream of one or more concatenated members, as `cat a.gz b.gz` makes.
+
+    Raises:
+        _CompressedDataError: the data is corrupt, or the last member has no end marker.
+    """
+    errors = _decompression_errors()
+    decompressor = None
+    for data in blocks:
+        while data:
+            if decompressor is None or decompressor.eof:
+                decompressor = new_decompressor()
+            try:
+                output = decompressor.decompress(data)
+            except errors as error:
+                raise _CompressedDataError(error) from error
+            yield output
+            data = decompressor.unused_data if decompressor.eof else b""
+    if decompressor is not None and not decompressor.eof:
+        raise _CompressedDataError(EOFError("the data ends before the end-of-stream marker"))
 
 
 def parse_record(
     raw: bytes, path: str, line_number: int, options: ReadOptions
 ) -> Document | Rejection:
-    """Turn one raw line into a Document, or a Rejection naming what is wrong with it."""
+    """Turn one raw line into a Document, or a Rejection naming what is wrong with it.
+
+    These repairs are made, and the Document's `repairs` names each one:
+
+    - bytes that are not valid UTF-8 are decoded as Windows-1252, a superset of
+      the printable Latin-1 characters;
+    - a leading UTF-8 byte order mark is removed;
+    - lone surrogates in the text become U+FFFD;
+    - an id that is not a non-empty string or integer is replaced by FILE:LINE
+      and kept in the metadata.
+    """
 
     def reject(reason: str, detail: str) -> Rejection:
         record = raw.decode("utf-8", errors="backslashreplace")
         return Rejection(reason, detail, path, line_number, record)
 
+    repairs: list[str] = []
     try:
         line = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        return reject("invalid_utf8", f"line is not valid UTF-8: {error}")
+    except UnicodeDecodeError:
+        line = raw.decode("utf-8", errors=CP1252_FALLBACK)
+        repairs.append(REPAIR_CP1252)
+    if line.startswith("\ufeff"):
+        line = line[1:]
+        repairs.append(REPAIR_BOM)
     try:
         record = json.loads(line)
     except json.JSONDecodeError as error:
@@ -160,20 +325,51 @@ def parse_record(
     if not isinstance(text, str):
         kind = type(text).__name__
         return reject("text_not_string", f"field {options.text_field!r} is a {kind}, not a string")
-    repairs: list[str] = []
     if _has_lone_surrogate(text):
         text = _replace_lone_surrogates(text)
-        repairs.append("lone_surrogates_replaced")
-    doc_id = _document_id(record.pop(options.id_field, None), path, line_number)
+        repairs.append(REPAIR_LONE_SURROGATES)
+    given_id = record.pop(options.id_field, None)
+    doc_id = _document_id(given_id)
+    if doc_id is None:
+        doc_id = f"{posixpath.basename(path)}:{line_number}"
+        if given_id is not None:
+            # The unusable id stays in the metadata, so it is not lost.
+            record[options.id_field] = given_id
+            repairs.append(REPAIR_INVALID_ID)
     return Document(doc_id, text, record, path, line_number, repairs)
 
 
-def _document_id(value: Any, path: str, line_number: int) -> str:
+def _decode_as_cp1252(error: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: decode the bytes that are not UTF-8 as Windows-1252.
+
+    The five bytes that Windows-1252 leaves undefined become the C1 control
+    characters of the same value, as in Latin-1 and in the WHATWG encoding
+    standard's windows-1252.
+    """
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    invalid = error.object[error.start : error.end]
+    return "".join(_cp1252_character(byte) for byte in invalid), error.end
+
+
+def _cp1252_character(byte: int) -> str:
+    try:
+        return bytes([byte]).decode("cp1252")
+    except UnicodeDecodeError:
+        return chr(byte)
+
+
+CP1252_FALLBACK = "feedback_annotate.cp1252_fallback"
+codecs.register_error(CP1252_FALLBACK, _decode_as_cp1252)
+
+
+def _document_id(value: Any) -> str | None:
+    """Return the id as a string, or None unless it is a non-empty string or an integer."""
     if isinstance(value, str) and value and not _has_lone_surrogate(value):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
-    return f"{posixpath.basename(path)}:{line_number}"
+    return None
 
 
 def _has_lone_surrogate(text: str) -> bool:
@@ -185,8 +381,8 @@ def _has_lone_surrogate(text: str) -> bool:
 
 
 def _replace_lone_surrogates(text: str) -> str:
-    # A valid surrogate pair cannot occur in a Python str decoded from JSON
-    # text that json.loads accepted as a pair; what remains is a lone half.
+    # json.loads joins an escaped surrogate pair into one code point, so any
+    # surrogate left in the str is a lone half.
     return "".join(REPLACEMENT_CHARACTER if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
 
 
@@ -198,75 +394,17 @@ def metadata_json(metadata: dict[str, Any]) -> str:
     return text
 
 
-def _read_zstd_lines(path: str) -> Iterator[tuple[int, bytes]]:
-    """Yield the lines of a Zstandard file as `read_lines` does, detecting a truncated file.
-
-    Beam's ZSTD decompression (Beam 2.77) and zstandard's stream reader both end
-    silently when a file stops in the middle of a frame, losing the rest of the file.
-    """
-    line_number = 0
-    pending = b""
-    try:
-        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
-            for chunk in _zstd_chunks(stream):
-                lines = (pending + chunk).split(b"\n")
-                pending = lines.pop()
-                for line in lines:
-                    line_number += 1
-                    yield line_number, line.rstrip(b"\r")
-    except (EOFError, zstandard.ZstdError, OSError) as error:
-        raise InputDamagedError(path, line_number, error) from error
-    if pending:
-        yield line_number + 1, pending.rstrip(b"\r")
-
-
-def _zstd_chunks(stream: IO[bytes]) -> Iterator[bytes]:
-    """Decompress every frame of a Zstandard stream, in order.
-
-    Raises:
-        EOFError: the stream ends in the middle of a frame.
-        zstandard.ZstdError: the data is not Zstandard or is corrupt.
-    """
-    decompressor = zstandard.ZstdDecompressor()
-    frame = decompressor.decompressobj()
-    in_frame = False
-    while data := stream.read(READ_CHUNK_BYTES):
-        while data:
-            output = frame.decompress(data)
-            if output:
-                yield output
-            in_frame = not frame.eof
-            data = frame.unused_data if frame.eof else b""
-            if frame.eof:
-                frame = decompressor.decompressobj()
-    if in_frame:
-        raise EOFError("the file ends in the middle of a Zstandard frame")
-
-
 def is_parquet(path: str) -> bool:
     return path.lower().endswith(PARQUET_SUFFIX)
 
 
-class ParquetDamagedError(InputDamagedError):
-    """A Parquet input file is truncated or corrupt; `last_good_line` counts rows."""
-
-    def __init__(self, path: str, last_good_row: int, cause: Exception) -> None:
-        super().__init__(path, last_good_row, cause)
-        self.args = (
-            f"{path} is damaged after row {last_good_row} ({type(cause).__name__}: {cause}); "
-            "the rows before the damage were processed",
-        )
-
-
-def read_parquet(path: str, options: ReadOptions) -> Iterator[Document | Rejection]:
+def read_parquet(path: str, options: ReadOptions) -> Iterator[Document | Rejection | InputIssue]:
     """Yield one Document or Rejection per row of a Parquet file, streamed in batches of rows.
 
-    The column `options.text_field` is the text and `options.id_field` the id; every
-    other column becomes metadata. Rows are numbered from 1 in `input_line`.
-
-    Raises:
-        ParquetDamagedError: the file is not Parquet or is corrupt, after yielding
-            every row before the damage.
+    The column `options.text_field` is the text and `options.id_field` the id, and
+    every other column becomes metadata. Rows are numbered from 1 in `input_line`.
+    A file that is not Parquet or is corrupt ends with an InputIssue with reason
+    `DAMAGED_INPUT`, after every row read before the damage.
     """
     row_number = 0
     try:
@@ -276,34 +414,51 @@ def read_parquet(path: str, options: ReadOptions) -> Iterator[Document | Rejecti
                     row_number += 1
                     yield parse_row(row, path, row_number, options)
     except (pa.ArrowException, OSError) as error:
-        raise ParquetDamagedError(path, row_number, error) from error
+        message = (
+            f"{path}: the Parquet data is damaged ({type(error).__name__}: {error}); "
+            f"{row_number} rows were read before the damage, the rest of the file was not"
+        )
+        logger.error("%s", message)
+        yield InputIssue(DAMAGED_INPUT, message, path, row_number)
 
 
 def parse_row(
     row: dict[str, Any], path: str, row_number: int, options: ReadOptions
 ) -> Document | Rejection:
-    """Turn one Parquet row into a Document, or a Rejection naming what is wrong with it."""
+    """Turn one Parquet row into a Document, or a Rejection naming what is wrong with it.
+
+    Text in a binary column is decoded as UTF-8, with the bytes that are not
+    valid UTF-8 decoded as Windows-1252 (as `parse_record` repairs lines), and
+    ids are checked as in `parse_record`.
+    """
     record = {str(key): _json_value(value) for key, value in row.items()}
 
     def reject(reason: str, detail: str) -> Rejection:
         text = json.dumps(record, ensure_ascii=False, sort_keys=True)
         return Rejection(reason, detail, path, row_number, text)
 
+    repairs: list[str] = []
     text = row.get(options.text_field)
     if text is None:
         return reject("missing_text", f"column {options.text_field!r} is missing or null")
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
-        except UnicodeDecodeError as error:
-            return reject("invalid_utf8", f"column {options.text_field!r} is not UTF-8: {error}")
+        except UnicodeDecodeError:
+            text = text.decode("utf-8", errors=CP1252_FALLBACK)
+            repairs.append(REPAIR_CP1252)
     if not isinstance(text, str):
         kind = type(text).__name__
         return reject("text_not_string", f"column {options.text_field!r} is a {kind}, not text")
     record.pop(options.text_field)
-    doc_id = _document_id(row.get(options.id_field), path, row_number)
-    record.pop(options.id_field, None)
-    return Document(doc_id, text, record, path, row_number)
+    given_id = record.pop(options.id_field, None)
+    doc_id = _document_id(given_id)
+    if doc_id is None:
+        doc_id = f"{posixpath.basename(path)}:{row_number}"
+        if given_id is not None:
+            record[options.id_field] = given_id
+            repairs.append(REPAIR_INVALID_ID)
+    return Document(doc_id, text, record, path, row_number, repairs)
 
 
 def _json_value(value: Any) -> Any:

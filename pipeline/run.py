@@ -18,7 +18,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult
 
 from pipeline import files
-from pipeline.label_stage import LABEL_STAGE, LABELLED_SHARDS_SKIPPED, LabelShardFn
+from pipeline.dedup import lsh_parameters
+from pipeline.dedup_stage import AttachDuplicates
+from pipeline.label import ESCAPE_CHARACTER, check_control_tokens, control_tokens
+from pipeline.label_stage import LABEL_STAGE, LABELLED_SHARDS_SKIPPED, LabelJob, LabelShardFn
+from pipeline.locations import check_output_location
+from pipeline.phf_layout import MergeFieldKinds, meta_fields, shard_field_kinds
 from pipeline.read import list_input_files
 from pipeline.score_stage import (
     METRICS_NAMESPACE,
@@ -27,22 +32,30 @@ from pipeline.score_stage import (
     SCORER_SETUPS,
     ScoreFileFn,
 )
-from pipeline.shards import PROGRESS_DIR, REJECTED_DIR, SCORED_DIR, SHARDS_DIR
-from pipeline.thresholds import ComputeThresholds
-from schemas.config import RunConfig
+from pipeline.shards import DUPLICATES_DIR, PROGRESS_DIR, REJECTED_DIR, SCORED_DIR, SHARDS_DIR
+from pipeline.thresholds import (
+    ComputeQuantiles,
+    bucket_edges,
+    choose_threshold,
+    fraction_warning,
+    threshold_rules,
+)
+from schemas.config import LabelOptions, RunConfig
 from scorers.base import Scorer
-from scorers.registry import get_scorer_class
+from scorers.registry import create_scorers
 
 logger = logging.getLogger(__name__)
 
 THRESHOLDS_FILE = "thresholds.json"
 MANIFEST_FILE = "manifest.json"
+SPECIAL_TOKENS_FILE = "special_tokens.json"
 RUN_FILE = "run.json"
 SUMMARIES_DIR = "summaries"
+REPORT_FILE = "report.html"
 
 # Directories and files this tool writes into an output directory.
-OUTPUT_DIRS = (SHARDS_DIR, SCORED_DIR, REJECTED_DIR, PROGRESS_DIR)
-OUTPUT_NAMES = (*OUTPUT_DIRS, THRESHOLDS_FILE, MANIFEST_FILE)
+OUTPUT_DIRS = (SHARDS_DIR, SCORED_DIR, REJECTED_DIR, DUPLICATES_DIR, PROGRESS_DIR)
+OUTPUT_NAMES = (*OUTPUT_DIRS, THRESHOLDS_FILE, MANIFEST_FILE, SPECIAL_TOKENS_FILE)
 PROGRESS_STAGES = (SCORE_STAGE, LABEL_STAGE)
 
 REPORTED_PACKAGES = (
@@ -58,34 +71,7 @@ class OutputConflictError(Exception):
 
 def build_scorers(config: RunConfig) -> list[Scorer]:
     """Instantiate the configured scorers; raises for unknown names and missing packages."""
-    scorers = []
-    for alias in config.scorers:
-        cls = get_scorer_class(alias)
-        cls.check_dependencies()
-        options = config.scorer_options.get(cls.alias, {}) | config.scorer_options.get(cls.name, {})
-        scorers.append(cls(**options))
-    names = [s.name for s in scorers]
-    if len(set(names)) != len(names):
-        raise ValueError(f"a scorer is listed twice in {', '.join(config.scorers)}")
-    return scorers
-
-
-def percentiles_by_name(config: RunConfig, scorers: Sequence[Scorer]) -> dict[str, float]:
-    """P for each scorer, looked up by alias or versioned name."""
-    known = {s.alias for s in scorers} | {s.name for s in scorers}
-    unknown = set(config.label.percentiles) - known
-    if unknown:
-        raise ValueError(
-            f"--percentile names scorer {sorted(unknown)[0]!r}, which is not enabled; "
-            f"enabled scorers: {', '.join(s.alias for s in scorers)}"
-        )
-    result = {}
-    for scorer in scorers:
-        given = config.label.percentiles
-        result[scorer.name] = given.get(scorer.name, given.get(scorer.alias))
-        if result[scorer.name] is None:
-            result[scorer.name] = config.label.default_percentile
-    return result
+    return create_scorers(config.scorers, config.scorer_options)
 
 
 def package_versions() -> dict[str, str]:
@@ -127,34 +113,44 @@ def config_fingerprint(config: RunConfig, scorers: Sequence[Scorer], command: st
 def claim_output_dir(
     config: RunConfig, scorers: Sequence[Scorer], overwrite: bool, command: str = "run"
 ) -> None:
-    """Record this run's fingerprint in OUT, refusing a directory that holds another run.
+    """Record this run's fingerprint in OUT, refusing a directory that holds another run."""
+    record = {
+        "fingerprint": config_fingerprint(config, scorers, command),
+        "command": command,
+        "config": config.to_dict(),
+    }
+    claim_directory(config.output_dir, record, overwrite)
 
-    A directory with output files but no fingerprint is refused too, because its
-    shards cannot be told apart from this run's.
+
+def claim_directory(output_dir: str, record: dict, overwrite: bool) -> None:
+    """Write `record` (with its "fingerprint") to OUT/_progress/run.json.
+
+    A resumed run first deletes the temporary files that a killed attempt left.
+
+    Raises:
+        OutputConflictError: OUT contains a run with another fingerprint, or
+            output without a run record, and `overwrite` is False.
     """
-    run_file = files.join(config.output_dir, PROGRESS_DIR, RUN_FILE)
-    fingerprint = config_fingerprint(config, scorers, command)
+    run_file = files.join(output_dir, PROGRESS_DIR, RUN_FILE)
     if overwrite:
-        if files.exists(config.output_dir):
-            _clear_output(config.output_dir)
+        if files.exists(output_dir):
+            _clear_output(output_dir)
     elif files.exists(run_file):
         stored = files.read_json(run_file)
-        if stored.get("fingerprint") != fingerprint:
+        if stored.get("fingerprint") != record["fingerprint"]:
             raise OutputConflictError(
-                f"{config.output_dir} holds the output of a run with other inputs or options; "
+                f"{output_dir} holds the output of a run with other inputs or options; "
                 "choose another output directory, or pass --overwrite to replace it"
             )
-        logger.info("resuming the run in %s; completed shards are skipped", config.output_dir)
-        _remove_temporary_files(config.output_dir)
-    elif _existing_output(config.output_dir):
+        logger.info("resuming the run in %s; completed shards are skipped", output_dir)
+        _remove_temporary_files(output_dir)
+    elif _existing_output(output_dir):
+        # Shards without a run record cannot be told apart from this run's.
         raise OutputConflictError(
-            f"{config.output_dir} contains {_existing_output(config.output_dir)} but no record of "
-            "the run that wrote it; choose another output directory, or pass --overwrite to "
-            "replace it"
+            f"{output_dir} contains {_existing_output(output_dir)} but no record of the run "
+            "that wrote it; choose another output directory, or pass --overwrite to replace it"
         )
-    files.write_json(
-        run_file, {"fingerprint": fingerprint, "command": command, "config": config.to_dict()}
-    )
+    files.write_json(run_file, record)
 
 
 def _existing_output(output_dir: str) -> str | None:
@@ -177,7 +173,7 @@ def _remove_temporary_files(output_dir: str) -> None:
 def _clear_output(output_dir: str) -> None:
     from apache_beam.io.filesystems import FileSystems
 
-    for name in OUTPUT_NAMES:
+    for name in (*OUTPUT_NAMES, REPORT_FILE):
         path = files.join(output_dir, name)
         if FileSystems.exists(path):
             FileSystems.delete([path])
@@ -191,13 +187,86 @@ def merge_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
     return dict(total)
 
 
+def prepare_label_job(
+    output_dir: str, options: LabelOptions, stamp: dict, id_field: str
+) -> LabelJob:
+    """Check the label options against the run's scorers and bundle what labelling needs.
+
+    Raises:
+        ValueError: an option names a scorer that is not in the run, the
+            layout's scorer is missing or ambiguous, or the control tokens are
+            ambiguous.
+    """
+    aliases = {scorer["name"]: scorer["alias"] for scorer in stamp["scorers"]}
+    threshold_rules(options, aliases)
+    check_control_tokens(control_tokens(options, aliases))
+    layout_scorer = None
+    if options.layout == "phf":
+        layout_scorer = _layout_scorer(options.layout_scorer, aliases)
+    stamp = dict(
+        stamp,
+        good_token=options.good_token,
+        bad_token=options.bad_token,
+        layout_scorer=layout_scorer,
+        special_tokens=list_special_tokens(options, aliases),
+    )
+    return LabelJob(output_dir, options, aliases, stamp, layout_scorer, id_field)
+
+
+def _layout_scorer(requested: str | None, aliases: dict[str, str]) -> str:
+    if requested is None and len(aliases) == 1:
+        return next(iter(aliases))
+    if requested is None:
+        raise ValueError(
+            "--layout phf writes one scorer; pass --scorer with one of "
+            f"{', '.join(aliases.values())}"
+        )
+    for name, alias in aliases.items():
+        if requested in (name, alias):
+            return name
+    raise ValueError(
+        f"--scorer {requested!r} is not in this run; scorers in the run: "
+        f"{', '.join(aliases.values())}"
+    )
+
+
+def list_special_tokens(options: LabelOptions, aliases: dict[str, str]) -> dict[str, Any]:
+    """Describe for special_tokens.json every control token and how the text was escaped."""
+    return {
+        "additional_special_tokens": control_tokens(options, aliases),
+        "good_token": options.good_token,
+        "bad_token": options.bad_token,
+        "document_token": options.document_token,
+        "token_mode": options.token_mode,
+        "escape_character": ESCAPE_CHARACTER,
+    }
+
+
 def build_pipeline(
-    pipeline: beam.Pipeline, config: RunConfig, scorers: Sequence[Scorer], input_files: list[str]
+    pipeline: beam.Pipeline,
+    config: RunConfig,
+    scorers: Sequence[Scorer],
+    input_files: list[str],
+    progress_dir: str | None = None,
+    config_file: str | None = None,
 ) -> None:
-    """Add the score, threshold, label and run-file stages to `pipeline`."""
+    """Add the duplicate-removal, score, threshold, label and run-file stages to `pipeline`.
+
+    Args:
+        progress_dir: local directory where the scoring DoFns count their progress, or None.
+        config_file: the configuration file the options came from, recorded in the manifest.
+    """
     stamp = provenance(config, scorers)
-    scored = build_score_stages(pipeline, config, scorers, input_files, stamp)
-    build_label_stages(pipeline, scored, config, scorers, stamp, len(input_files))
+    job = prepare_label_job(config.output_dir, config.label, stamp, config.read.id_field)
+    scored = build_score_stages(pipeline, config, scorers, input_files, stamp, progress_dir)
+    score_counts = sum_score_counts(scored)
+    damaged_inputs = (
+        scored
+        | "DamagedInputs" >> beam.FlatMap(lambda shard: shard.damaged_inputs)
+        | "ListDamagedInputs" >> beam.combiners.ToList()
+    )
+    summary = run_summary(config, config_file, job.provenance, input_files)
+    build_label_stages(pipeline, scored, score_counts, job, summary, damaged_inputs)
 
 
 def build_score_stages(
@@ -206,83 +275,172 @@ def build_score_stages(
     scorers: Sequence[Scorer],
     input_files: list[str],
     stamp: dict[str, Any],
+    progress_dir: str | None = None,
 ) -> beam.PCollection:
-    """Add the scoring pass; returns the PCollection of `ShardResult`, one per scored shard."""
+    """Add duplicate removal and scoring; returns the ShardResult of every scored shard."""
+    bands, rows = dedup_bands(config)
     return (
         pipeline
         | "InputFiles" >> beam.Create(input_files)
+        | "Duplicates" >> AttachDuplicates(config.read, config.dedup, bands, rows)
         | "SpreadFiles" >> beam.Reshuffle()
-        | "Score" >> beam.ParDo(ScoreFileFn(config, scorers, stamp))
+        | "Score" >> beam.ParDo(ScoreFileFn(config, scorers, stamp, progress_dir))
     )
+
+
+def sum_score_counts(scored: beam.PCollection) -> beam.PCollection:
+    """One dict of the counts of all scored shards."""
+    return (
+        scored
+        | "ScoreCounts" >> beam.Map(lambda shard: shard.counts)
+        | "SumScoreCounts" >> beam.CombineGlobally(merge_counts)
+    )
+
+
+def run_summary(
+    config: RunConfig, config_file: str | None, stamp: dict[str, Any], input_files: list[str]
+) -> dict[str, Any]:
+    """Config, provenance, start time and input file count, for the manifest."""
+    bands, rows = dedup_bands(config)
+    return {
+        "config": config.to_dict(),
+        "config_file": config_file,
+        "provenance": stamp,
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "input_files": len(input_files),
+        "dedup_lsh": {"bands": bands, "rows": rows} if config.dedup.method == "minhash" else None,
+    }
+
+
+def dedup_bands(config: RunConfig) -> tuple[int, int]:
+    """Return the LSH (bands, rows per band) of a ``minhash`` run, or (0, 0) for other methods.
+
+    Raises:
+        ValueError: the threshold and permutations give fewer than 2 bands.
+    """
+    if config.dedup.method != "minhash":
+        return 0, 0
+    return lsh_parameters(config.dedup)
 
 
 def build_label_stages(
     pipeline: beam.Pipeline,
     scored: beam.PCollection,
-    config: RunConfig,
-    scorers: Sequence[Scorer],
-    stamp: dict[str, Any],
-    input_files: int,
+    upstream_counts: beam.PCollection,
+    job: LabelJob,
+    summary: dict,
+    damaged_inputs: beam.PCollection | None = None,
 ) -> None:
-    """Add thresholds, labelling and the run files, given the scored shards."""
-    names = [s.name for s in scorers]
-    percentiles = percentiles_by_name(config, scorers)
-    thresholds = (
-        scored
-        | "ScoredPaths" >> beam.Map(lambda shard: shard.path)
-        | "Thresholds"
-        >> ComputeThresholds(
-            names, percentiles, config.label.quantile_epsilon, summaries_dir(config.output_dir)
+    """Add the threshold, label and run-file stages for a PCollection of scored shards.
+
+    Args:
+        pipeline: the pipeline being built.
+        scored: ShardResult of every scored shard of the run.
+        upstream_counts: one dict of the counts of the stages before labelling
+            (documents read, rejected, removed as duplicates).
+        job: output directory, options and scorers.
+        summary: config, provenance, start time and number of input files,
+            for the manifest.
+        damaged_inputs: one list of the damaged input files found upstream, or None.
+    """
+    rules = threshold_rules(job.options, job.scorer_aliases)
+    paths = scored | "ScoredPaths" >> beam.Map(lambda shard: shard.path)
+    quantiles = paths | "Thresholds" >> ComputeQuantiles(
+        job.scorer_names,
+        job.options.percentile_weight == "characters",
+        job.options.quantile_epsilon,
+        summaries_dir(job.output_dir),
+    )
+    side_inputs = {"quantiles": beam.pvalue.AsDict(quantiles)}
+    if job.options.layout == "phf":
+        kinds = (
+            paths
+            | "MetaFieldKinds" >> beam.FlatMap(shard_field_kinds)
+            | "MergeMetaFieldKinds" >> beam.CombineGlobally(MergeFieldKinds())
         )
+        side_inputs["field_kinds"] = beam.pvalue.AsSingleton(kinds)
+    plan = (
+        pipeline
+        | "PlanTrigger" >> beam.Create([None])
+        | "LabelPlan" >> beam.Map(plan_labels, rules, job, **side_inputs)
     )
-    labelled = scored | "Label" >> beam.ParDo(
-        LabelShardFn(config.output_dir, names, config.label, stamp),
-        thresholds=beam.pvalue.AsDict(thresholds),
-    )
-    score_counts = (
-        scored
-        | "ScoreCounts" >> beam.Map(lambda shard: shard.counts)
-        | "SumScoreCounts" >> beam.CombineGlobally(merge_counts)
-    )
+    labelled = scored | "Label" >> beam.ParDo(LabelShardFn(job), plan=beam.pvalue.AsSingleton(plan))
     label_counts = labelled | "SumLabelCounts" >> beam.CombineGlobally(merge_counts)
-    summary = {
-        "config": config.to_dict(),
-        "percentiles": percentiles,
-        "provenance": stamp,
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "input_files": input_files,
-    }
+    summary = dict(summary, threshold_rules=rules)
+    if damaged_inputs is None:
+        damaged_inputs = pipeline | "NoDamagedInputs" >> beam.Create([[]])
     _ = (
         pipeline
         | "RunFilesTrigger" >> beam.Create([summary])
         | "WriteRunFiles"
         >> beam.Map(
             write_run_files,
-            score_counts=beam.pvalue.AsSingleton(score_counts),
+            upstream_counts=beam.pvalue.AsSingleton(upstream_counts),
             label_counts=beam.pvalue.AsSingleton(label_counts),
-            thresholds=beam.pvalue.AsDict(thresholds),
+            plan=beam.pvalue.AsSingleton(plan),
+            damaged_inputs=beam.pvalue.AsSingleton(damaged_inputs),
         )
     )
 
 
-def write_run_files(
-    summary: dict, score_counts: dict, label_counts: dict, thresholds: dict
+def plan_labels(
+    _: None, rules: dict, job: LabelJob, quantiles: dict, field_kinds: dict | None = None
 ) -> dict:
-    """Write thresholds.json and manifest.json; returns the manifest."""
+    """Derive the thresholds, bucket edges and phf meta struct from the run's quantiles."""
+    thresholds = {
+        name: choose_threshold(rule, quantiles.get(name, [])) for name, rule in rules.items()
+    }
+    edges = {}
+    if job.options.token_mode == "bucket":
+        edges = {name: bucket_edges(quantiles.get(name, []), job.options.buckets) for name in rules}
+    fields = None if field_kinds is None else meta_fields(field_kinds, job.id_field)
+    return {"thresholds": thresholds, "bucket_edges": edges, "meta_fields": fields}
+
+
+def write_run_files(
+    summary: dict,
+    upstream_counts: dict,
+    label_counts: dict,
+    plan: dict,
+    damaged_inputs: Sequence[dict] = (),
+) -> dict:
+    """Write thresholds.json, special_tokens.json and manifest.json; returns the manifest.
+
+    `damaged_inputs` lists the compressed input files found damaged, each with
+    input_file, lines_read and error.
+    """
     output_dir = summary["config"]["output_dir"]
-    table = thresholds_table(summary["percentiles"], thresholds, label_counts)
+    options = summary["config"]["label"]
+    table = thresholds_table(
+        summary["threshold_rules"], plan, label_counts, options["percentile_weight"]
+    )
     files.write_json(files.join(output_dir, THRESHOLDS_FILE), table)
-    counts = merge_counts([score_counts, label_counts])
+    tokens = summary["provenance"]["special_tokens"]
+    files.write_json(files.join(output_dir, SPECIAL_TOKENS_FILE), tokens)
+
+    counts = merge_counts([upstream_counts, label_counts])
     manifest = {
         "started_at": summary["started_at"],
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": summary["config"],
+        "config_file": summary.get("config_file"),
         "scorers": summary["provenance"]["scorers"],
         "packages": summary["provenance"]["packages"],
         "input_files": summary["input_files"],
+        "dedup_lsh": summary.get("dedup_lsh"),
         "counts": accounting(counts),
         "all_counts": dict(sorted(counts.items())),
+        "damaged_inputs": sorted(damaged_inputs, key=lambda entry: entry["input_file"]),
+        "label_counts": dict(sorted(label_counts.items())),
+        "layout": {
+            "name": options["layout"],
+            "scorer": summary["provenance"]["layout_scorer"],
+            "meta_fields": plan["meta_fields"],
+        },
     }
+    if "relabelled_from" in summary:
+        manifest["relabelled_from"] = summary["relabelled_from"]
+
     files.write_json(files.join(output_dir, MANIFEST_FILE), manifest)
     files.remove(summaries_dir(output_dir))
     return manifest
@@ -293,18 +451,37 @@ def summaries_dir(output_dir: str) -> str:
     return files.join(output_dir, PROGRESS_DIR, SUMMARIES_DIR)
 
 
-def thresholds_table(percentiles: dict, thresholds: dict, label_counts: dict) -> dict:
+def thresholds_table(rules: dict, plan: dict, label_counts: dict, weight: str) -> dict:
+    """Tabulate per scorer the rule, the threshold found, and how many segments it labels good."""
     table = {}
-    for name, percentile in percentiles.items():
+    for name, rule in rules.items():
         scored = label_counts.get(f"scored_{name}", 0)
+        characters = label_counts.get(f"scored_characters_{name}", 0)
         good = label_counts.get(f"good_{name}", 0)
+        good_characters = label_counts.get(f"good_characters_{name}", 0)
         table[name] = {
-            "percentile": percentile,
-            "threshold": thresholds.get(name),
+            "percentile": rule["percentile"],
+            "preset": rule["preset"],
+            "percentile_weight": weight,
+            "threshold": plan["thresholds"].get(name),
             "num_segments": scored,
+            "num_characters": characters,
+            "num_good": good,
             "fraction_good": good / scored if scored else None,
+            "fraction_good_characters": good_characters / characters if characters else None,
         }
+        if plan["bucket_edges"]:
+            table[name]["bucket_edges"] = plan["bucket_edges"][name]
     return table
+
+
+def log_fraction_warnings(output_dir: str) -> None:
+    """Warn for each scorer whose fraction labelled good is more than 1 point from its P."""
+    table = files.read_json(files.join(output_dir, THRESHOLDS_FILE))
+    for name, entry in table.items():
+        message = fraction_warning(name, entry)
+        if message:
+            logger.warning("%s", message)
 
 
 def accounting(counts: dict[str, int]) -> dict[str, Any]:
@@ -330,9 +507,29 @@ def run(
     beam_args: Sequence[str] = (),
     runner: Any = None,
     overwrite: bool = False,
+    progress_dir: str | None = None,
+    config_file: str | None = None,
 ) -> dict:
-    """Run the whole job and return the manifest read back from the output directory."""
-    run_pipeline(config, build_pipeline, beam_args, runner, overwrite)
+    """Run the whole job and return the manifest read back from the output directory.
+
+    `progress_dir` and `config_file` are passed to `build_pipeline`.
+
+    Raises:
+        ValueError: an invalid option, or an output directory that overlaps the
+            input (OutputLocationError), found before any work starts.
+        FileNotFoundError: no input file matches `config.inputs`.
+        OutputConflictError: the output directory holds another run's output.
+    """
+    scorers = build_scorers(config)
+    prepare_label_job(
+        config.output_dir, config.label, provenance(config, scorers), config.read.id_field
+    )
+
+    def build(pipeline, config, scorers, input_files):
+        build_pipeline(pipeline, config, scorers, input_files, progress_dir, config_file)
+
+    run_pipeline(config, build, beam_args, runner, overwrite)
+    log_fraction_warnings(config.output_dir)
     return files.read_json(files.join(config.output_dir, MANIFEST_FILE))
 
 
@@ -344,12 +541,21 @@ def run_pipeline(
     overwrite: bool = False,
     command: str = "run",
 ) -> PipelineResult:
-    """Claim the output directory, build the pipeline with `build`, run it to the end.
+    """Check the inputs, claim the output directory, build the pipeline with `build` and run it.
 
-    Returns Beam's result, whose metrics count the shards done and skipped.
+    Returns Beam's result, whose counters tell how often the scorer models
+    were loaded and how many completed shards were skipped.
+
+    Raises:
+        ValueError: an invalid option, or an output directory that overlaps the
+            input (OutputLocationError), found before any work starts.
+        FileNotFoundError: no input file matches `config.inputs`.
+        OutputConflictError: the output directory holds another run's output.
     """
     scorers = build_scorers(config)
+    dedup_bands(config)
     input_files = list_input_files(config.inputs)
+    check_output_location(config.inputs, input_files, config.output_dir)
     claim_output_dir(config, scorers, overwrite, command)
     options = PipelineOptions(list(beam_args))
     logger.info("annotating %d input file(s) into %s", len(input_files), config.output_dir)

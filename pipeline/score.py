@@ -8,12 +8,14 @@ shards.
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipeline.read import Document
-from pipeline.segment import Segmenter, Span, document_kind
+from pipeline.segment import Segmenter, Span, document_kind, line_spans
 from schemas.config import SegmentOptions
 from scorers.base import Score, Scorer
 
@@ -61,8 +63,23 @@ class DocumentScorer:
             scorer.teardown()
 
     def segment(self, document: Document) -> tuple[str, list[Span]]:
+        """Return the document's kind and segment spans.
+
+        If sentence segmentation raises, the document is cut into lines instead
+        and counted in ``segmentation_errors``, unless `fail_fast` is set.
+        """
         kind = document_kind(document.metadata, self.segmenter.options)
-        return kind, self.segmenter.spans(document.text, kind)
+        try:
+            return kind, self.segmenter.spans(document.text, kind)
+        except Exception as error:
+            if self.fail_fast:
+                raise
+            logger.warning(
+                "segmenting document %s (%s line %d) failed, cutting it into lines: %r",
+                document.id, document.input_file, document.input_line, error,
+            )  # fmt: skip
+            self.counts["segmentation_errors"] += 1
+            return kind, line_spans(document.text)
 
     def score(self, documents: Sequence[Document]) -> list[ScoredDocument]:
         """Segment and score a batch; one ScoredDocument per input document, in order."""
@@ -96,9 +113,21 @@ class DocumentScorer:
         for doc, doc_segments, scores in zip(applicable, segments, results, strict=True):
             # Blank segments get no label, so they get no score either.
             doc.scores[scorer.name] = [
-                None if not segment.strip() else score
+                None if not segment.strip() else self._finite_score(score, scorer)
                 for segment, score in zip(doc_segments, scores, strict=True)
             ]
+
+    def _finite_score(self, score: object, scorer: Scorer) -> Score:
+        """Return the score as a float, or None, counted, when it is not a finite number."""
+        if score is None:
+            return None
+        if isinstance(score, numbers.Real) and not isinstance(score, bool):
+            if math.isfinite(score):
+                return float(score)
+        if self.fail_fast:
+            raise ValueError(f"scorer {scorer.name} returned {score!r}, not a finite number")
+        self.counts[f"scores_invalid_{scorer.name}"] += 1
+        return None
 
     def _score_with_fallback(self, scorer: Scorer, documents: list[list[str]]) -> list[list[Score]]:
         """Score a batch; if it raises, retry document by document, then segment by segment."""
@@ -122,6 +151,9 @@ class DocumentScorer:
     def _score_segments_one_by_one(self, scorer: Scorer, segments: list[str]) -> list[Score]:
         scores: list[Score] = []
         for segment in segments:
+            if not segment.strip():
+                scores.append(None)
+                continue
             try:
                 scores.append(scorer.score_segments([segment])[0])
             except Exception:  # noqa: BLE001 - recorded as a null score and a counter

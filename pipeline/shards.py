@@ -19,13 +19,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import files
-from pipeline.read import Document, Rejection, metadata_json
+from pipeline.read import Document, InputIssue, Rejection, metadata_json
 from pipeline.score import ScoredDocument
 from schemas.output import SCHEMA_METADATA_KEY, score_column
 
 SCORED_DIR = "scored"
 SHARDS_DIR = "shards"
 REJECTED_DIR = "rejected"
+DUPLICATES_DIR = "duplicates"
 PROGRESS_DIR = "_progress"
 
 
@@ -107,9 +108,54 @@ class ParquetShardWriter:
         self._file.abort()
 
 
-def write_rejections(path: str, rejections: Sequence[Rejection]) -> None:
-    """Write dead-letter records as JSON Lines: the record as read, where it was, and why."""
-    lines = [json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in rejections]
+class RejectionWriter:
+    """Streams dead-letter records as JSON Lines into one file, renamed into place on `close`.
+
+    Each line contains the record as read, its input file and line, and the
+    reason. The file is created on the first rejection, so a shard without
+    rejections leaves no file.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.count = 0
+        self._file: files.AtomicFile | None = None
+
+    def write(self, rejections: Sequence[Rejection]) -> None:
+        if not rejections:
+            return
+        if self._file is None:
+            self._file = files.AtomicFile(self.path)
+        for rejection in rejections:
+            line = json.dumps(asdict(rejection), ensure_ascii=False) + "\n"
+            # A lone surrogate becomes its JSON escape, so the file stays valid UTF-8.
+            self._file.stream.write(line.encode("utf-8", "backslashreplace"))
+        self.count += len(rejections)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.commit()
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.abort()
+
+
+def write_duplicates(path: str, removed: Sequence[tuple[Document, tuple[str, str, int]]]) -> None:
+    """Write removed duplicates as JSON Lines: the document, where it was, and the kept one.
+
+    `removed` contains (document, (kept id, kept input file, kept input line)) pairs.
+    """
+    lines = []
+    for document, (kept_id, kept_file, kept_line) in removed:
+        record = {
+            "id": document.id,
+            "input_file": document.input_file,
+            "input_line": document.input_line,
+            "text": document.text,
+            "duplicate_of": {"id": kept_id, "input_file": kept_file, "input_line": kept_line},
+        }
+        lines.append(json.dumps(record, ensure_ascii=False) + "\n")
     data = "".join(lines).encode("utf-8", "surrogatepass")
     files.write_atomically(path, lambda f: f.write(data))
 
@@ -122,15 +168,20 @@ def read_shard(path: str, columns: Sequence[str] | None = None) -> pa.Table:
 def iter_shard_batches(
     path: str, batch_rows: int = 1024, columns: Sequence[str] | None = None
 ) -> Iterator[pa.RecordBatch]:
+    """Yield a shard's rows in batches, all columns or only `columns`."""
     with files.open_read(path) as stream:
-        yield from pq.ParquetFile(stream).iter_batches(batch_size=batch_rows, columns=columns)
+        parquet = pq.ParquetFile(stream)
+        yield from parquet.iter_batches(batch_size=batch_rows, columns=columns)
 
 
-def document_counts(documents: Sequence[Document | Rejection]) -> Counter[str]:
+def document_counts(items: Sequence[Document | Rejection | InputIssue]) -> Counter[str]:
+    """Count rejections (rejected_<reason>), repairs (repaired_<reason>) and input issues."""
     counts: Counter[str] = Counter()
-    for item in documents:
+    for item in items:
         if isinstance(item, Rejection):
             counts[f"rejected_{item.reason}"] += 1
+        elif isinstance(item, InputIssue):
+            counts[item.reason] += 1
         else:
             counts.update(f"repaired_{repair}" for repair in item.repairs)
     return counts

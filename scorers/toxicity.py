@@ -3,14 +3,20 @@
 A segment's score is the probability of Detoxify's ``toxicity`` class, the value that
 ``Detoxify(...).predict(segment)["toxicity"]`` returns. The scorer batches segments by token
 length for speed; batched scores equal one-at-a-time ``predict`` within float32 rounding.
+
+A segment longer than the model window (512 tokens, [CLS] and [SEP] included) is truncated:
+its score is that of its first 510 word-pieces, as ``predict`` computes it, because Detoxify's
+tokenizer call truncates too. Such segments are counted as ``truncated_segments``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import os
 import pickle
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +34,9 @@ MODEL_WINDOW = 512
 
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_MAX_TOKENS = 8192
+# Scores of this many distinct segments are kept per worker: 23 MB on CPython 3.11, as
+# tracemalloc measured it.
+DEFAULT_CACHE_SIZE = 100_000
 
 TOXICITY_CLASS = "toxicity"
 
@@ -67,6 +76,11 @@ class DetoxifyToxicityScorer(Scorer):
         batch_size: maximum segments per batch. Default 64.
         max_tokens: maximum padded tokens per batch, rows times the longest row. A segment
             longer than this forms a batch of its own. Default 8192.
+        fp16: run the model under ``torch.autocast`` in float16, on CUDA devices only.
+            Scores then differ from ``predict`` by float16 rounding. Default False.
+        cache_size: distinct segments whose scores are kept, so that a segment repeated
+            anywhere in a worker's input is scored once. The least recently used score is
+            dropped first, and 0 turns the cache off. Default 100,000.
     """
 
     name = "toxicity_detoxify_v1"
@@ -90,6 +104,11 @@ class DetoxifyToxicityScorer(Scorer):
         self.threads = _positive_int(options, "threads", None)
         self.batch_size = _positive_int(options, "batch_size", DEFAULT_BATCH_SIZE)
         self.max_tokens = _positive_int(options, "max_tokens", DEFAULT_MAX_TOKENS)
+        self.fp16 = options.get("fp16", False)
+        if not isinstance(self.fp16, bool):
+            raise ScorerConfigError(f"invalid toxicity fp16 {self.fp16!r}; expected true or false")
+        self.cache_size = _non_negative_int(options, "cache_size", DEFAULT_CACHE_SIZE)
+        self._cache: OrderedDict[bytes, tuple[float, bool]] = OrderedDict()
         self._detoxify = None
         self._counts = {"truncated_segments": 0, "duplicate_segments": 0}
 
@@ -103,6 +122,8 @@ class DetoxifyToxicityScorer(Scorer):
             "threads",
             "batch_size",
             "max_tokens",
+            "fp16",
+            "cache_size",
         )
 
     @property
@@ -124,6 +145,7 @@ class DetoxifyToxicityScorer(Scorer):
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        _check_fp16_device(self.fp16, device)
         if self.hf_dir is not None and not os.path.isdir(self.hf_dir):
             raise ScorerConfigError(
                 f"toxicity hf_dir {self.hf_dir!r} is not a directory. Pass the directory "
@@ -138,42 +160,79 @@ class DetoxifyToxicityScorer(Scorer):
         self._toxicity_index = self._detoxify.class_names.index(TOXICITY_CLASS)
         self._window = min(MODEL_WINDOW, self._detoxify.tokenizer.model_max_length)
         self._counts = dict.fromkeys(self._counts, 0)
-        logger.info("loaded Detoxify model from %s on %s", source, device)
+        self._cache = OrderedDict()
+        logger.info(
+            "loaded Detoxify model from %s on %s%s", source, device, " in fp16" if self.fp16 else ""
+        )
 
     def teardown(self) -> None:
         self._detoxify = None
+        self._cache = OrderedDict()
 
     def stats(self) -> dict[str, int]:
         """Return counts since setup.
 
         ``truncated_segments`` counts segments longer than the model window, which are scored
-        on their leading tokens. ``duplicate_segments`` counts segments equal to an earlier
-        segment of the same call, which are scored once.
+        on their leading tokens. ``duplicate_segments`` counts segments that were not given to
+        the model, because an equal segment was scored earlier in the same call or is in the
+        cache.
         """
         return dict(self._counts)
 
     def score_segments(self, segments: Sequence[str]) -> list[Score]:
         """Return the toxicity probability of each segment, None for blank segments.
 
-        Identical segments are scored once. Segments are sorted by token length and
-        batched within ``batch_size`` and ``max_tokens``, and each batch is padded to its
-        longest row.
+        Identical segments are scored once per worker, within ``cache_size``. Segments are
+        sorted by token length and batched within ``batch_size`` and ``max_tokens``, and each
+        batch is padded to its longest row.
         """
+        texts = [segment for segment in segments if segment.strip()]
+        results: dict[str, tuple[float, bool]] = {}
+        missing = []
+        for text in dict.fromkeys(texts):
+            cached = self._cache_get(text)
+            if cached is None:
+                missing.append(text)
+            else:
+                results[text] = cached
+        for text, result in self._score_unique(missing).items():
+            results[text] = result
+            self._cache_put(text, result)
+
+        self._counts["duplicate_segments"] += len(texts) - len(missing)
+        self._counts["truncated_segments"] += sum(1 for text in texts if results[text][1])
+        return [results[segment][0] if segment.strip() else None for segment in segments]
+
+    def _score_unique(self, texts: list[str]) -> dict[str, tuple[float, bool]]:
+        """Score distinct texts in length-sorted batches: text -> (score, truncated)."""
         detoxify = self.detoxify
-        unique = list(dict.fromkeys(s for s in segments if s.strip()))
-        if not unique:
-            return [None] * len(segments)
-        self._counts["duplicate_segments"] += sum(1 for s in segments if s.strip()) - len(unique)
+        if not texts:
+            return {}
+        encodings, truncated = self._tokenize(texts)
 
-        encodings, truncated = self._tokenize(unique)
-        self._counts["truncated_segments"] += sum(1 for s in segments if s in truncated)
-
-        scores: dict[str, float] = {}
+        results = {}
         lengths = [len(encoding["input_ids"]) for encoding in encodings]
         for batch in plan_batches(lengths, self.batch_size, self.max_tokens):
             batch_scores = self._score_batch(detoxify, [encodings[i] for i in batch])
-            scores.update(zip((unique[i] for i in batch), batch_scores, strict=True))
-        return [scores.get(segment) for segment in segments]
+            for i, score in zip(batch, batch_scores, strict=True):
+                results[texts[i]] = (score, texts[i] in truncated)
+        return results
+
+    def _cache_get(self, text: str) -> tuple[float, bool] | None:
+        if not self.cache_size:
+            return None
+        key = _cache_key(text)
+        result = self._cache.get(key)
+        if result is not None:
+            self._cache.move_to_end(key)
+        return result
+
+    def _cache_put(self, text: str, result: tuple[float, bool]) -> None:
+        if not self.cache_size:
+            return
+        self._cache[_cache_key(text)] = result
+        if len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
 
     def _tokenize(self, texts: list[str]) -> tuple[list[dict[str, list[int]]], set[str]]:
         """Tokenize texts to at most the model window, and return the truncated texts."""
@@ -197,9 +256,13 @@ class DetoxifyToxicityScorer(Scorer):
         # Same computation as Detoxify.predict: sigmoid of the logits, one class column.
         features = detoxify.tokenizer.pad(encodings, return_tensors="pt")
         features = features.to(detoxify.model.device)
-        with torch.inference_mode():
+        # NOTE: the float16 path has run only under CPU autocast in the tests, never on CUDA.
+        autocast = torch.autocast(
+            device_type=detoxify.model.device.type, dtype=torch.float16, enabled=self.fp16
+        )
+        with torch.inference_mode(), autocast:
             logits = detoxify.model(**features)[0]
-        return torch.sigmoid(logits)[:, self._toxicity_index].cpu().tolist()
+        return torch.sigmoid(logits.float())[:, self._toxicity_index].cpu().tolist()
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int, max_tokens: int) -> list[list[int]]:
@@ -235,6 +298,28 @@ def _positive_int(options: dict[str, Any], name: str, default: int | None) -> in
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ScorerConfigError(f"invalid toxicity {name} {value!r}; expected a positive integer")
     return value
+
+
+def _non_negative_int(options: dict[str, Any], name: str, default: int) -> int:
+    value = options.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ScorerConfigError(
+            f"invalid toxicity {name} {value!r}; expected an integer of at least 0"
+        )
+    return value
+
+
+def _check_fp16_device(fp16: bool, device: str) -> None:
+    if fp16 and not device.startswith("cuda"):
+        raise ScorerConfigError(
+            f"toxicity fp16 runs on CUDA devices only, but the device is {device!r}. "
+            "Remove the fp16 option, or pass a CUDA device."
+        )
+
+
+def _cache_key(text: str) -> bytes:
+    # A 128-bit digest keeps the cache's memory independent of segment length.
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def _download_checkpoint(model_name: str) -> dict[str, Any]:

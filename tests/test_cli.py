@@ -21,7 +21,9 @@ def test_help_lists_commands_and_exit_codes():
 def test_run_help_explains_options():
     result = runner.invoke(app, ["run", "--help"], terminal_width=200)
     assert result.exit_code == 0
-    for option in ("--scorers", "--percentile", "--toxicity-checkpoint", "--toxicity-hf-dir"):
+    options = ("--scorers", "--percentile", "--toxicity-checkpoint", "--toxicity-hf-dir")
+    options += ("--threshold", "--preset", "--percentile-weight", "--layout", "--token-mode")
+    for option in options:
         assert option in result.output
     assert "passed to Apache Beam" in result.output
 
@@ -30,10 +32,32 @@ def test_run_help_explains_options():
     ("extra", "message"),
     [
         (["--percentile", "toxicity_profanity=101"], "between 0 and 100"),
+        (["--percentile", "toxicity_profanity=-1"], "between 0 and 100"),
+        (["--default-percentile", "100.5"], "--default-percentile 100.5: P is a percentage"),
+        (["--default-percentile", "-3"], "--default-percentile -3: P is a percentage"),
         (["--percentile", "toxicity_profanity"], "expects NAME=VALUE"),
-        (["--scorers", "nonsense"], "unknown scorer 'nonsense'"),
+        (["--percentile", "code_style=5"], "--percentile names scorer 'code_style'"),
+        (["--scorers", "nonsense"], "--scorers: unknown scorer 'nonsense'"),
+        (["--scorers", "toxicity_profanity,toxicity_profanity"], "--scorers: a scorer is listed"),
         (["--kind", "poetry"], "--kind must be"),
         (["--not-an-option", "1"], "unknown option --not-an-option"),
+        (["--dedup", "fuzzy"], "--dedup must be none, exact or minhash"),
+        (["--dedup", "minhash", "--dedup-threshold", "0"], "--dedup-threshold must be above 0"),
+        (
+            ["--dedup", "minhash", "--dedup-threshold", "0.99", "--dedup-num-perm", "2"],
+            "use more permutations or a lower threshold",
+        ),
+        (["--threshold", "toxicity_profanity=low"], "'low' is not a number"),
+        (["--threshold", "nope=0.1"], "names scorer 'nope', which is not in this run"),
+        (["--percentile-weight", "words"], "Invalid value for '--percentile-weight'"),
+        (["--preset", "other"], "Invalid value for '--preset'"),
+        (["--drop-token-fraction", "1.5"], "Invalid value for '--drop-token-fraction'"),
+        (
+            ["--percentile", "toxicity_profanity=5", "--threshold", "toxicity_profanity=0.1"],
+            "both a percentile and a fixed threshold",
+        ),
+        (["--good-token", "<|x|>", "--bad-token", "<|x|>"], "is given twice"),
+        (["--scorers", "toxicity_profanity,code_style", "--layout", "phf"], "pass --scorer"),
     ],
 )
 def test_usage_errors_exit_2(tmp_path, extra, message):
@@ -42,6 +66,40 @@ def test_usage_errors_exit_2(tmp_path, extra, message):
     result = runner.invoke(app, args + extra)
     assert result.exit_code == 2, result.output
     assert message in result.output
+    assert result.output.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("inputs", "output", "message"),
+    [
+        ("data", "data/out", "OUTPUT_DIR {out} is inside the input directory {inputs}"),
+        ("data/", "data", "OUTPUT_DIR {out} is the input directory {inputs}"),
+        ("data/a.jsonl", "data/a.jsonl", "OUTPUT_DIR {out} is the input file"),
+        ("data/a.jsonl", "data", "the input file data/a.jsonl is inside OUTPUT_DIR data"),
+        ("data/**", "data/out", "the input pattern {inputs} matches files that the run writes"),
+        ("data/*.json", "data", "the input pattern {inputs} matches files that the run writes"),
+    ],
+)
+def test_output_overlapping_input_exits_2(tmp_path, monkeypatch, inputs, output, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "a.jsonl", [{"text": "Hello."}])
+    (tmp_path / "data" / "b.json").write_text('{"text": "Hi."}\n')
+    result = runner.invoke(app, ["run", inputs, output, "--scorers", "code_style"])
+    assert result.exit_code == 2, result.output
+    assert message.format(out=output, inputs=inputs) in result.output
+    assert result.output.count("\n") == 1
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["a.jsonl", "b.json"]
+
+
+def test_output_beside_input_is_accepted(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    write_jsonl(tmp_path / "data" / "a.jsonl", [{"text": "Hello."}])
+    result = runner.invoke(app, ["run", "data/*.jsonl", "data/out", "--scorers", "code_style"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "data" / "out" / "manifest.json").exists()
 
 
 def test_missing_input_exits_2(tmp_path):
@@ -49,7 +107,9 @@ def test_missing_input_exits_2(tmp_path):
         app, ["run", str(tmp_path / "none.jsonl"), str(tmp_path / "out"), "--scorers", "code_style"]
     )
     assert result.exit_code == 2
-    assert "no input files match" in result.output
+    assert "INPUTS: no input files match" in result.output
+    assert result.output.count("\n") == 1
+    assert not (tmp_path / "out").exists()
 
 
 def test_run_directrunner_writes_output(tmp_path):
@@ -78,3 +138,60 @@ def test_rerun_with_other_options_is_refused(tmp_path):
     assert result.exit_code == 2
     assert "--overwrite" in result.output
     assert runner.invoke(app, base + ["--default-percentile", "10", "--overwrite"]).exit_code == 0
+
+
+def test_run_exact_dedup_reports_duplicates(tmp_path):
+    records = [{"id": "a", "text": "Thanks!"}, {"id": "b", "text": "  thanks!"}]
+    source = write_jsonl(tmp_path / "in.jsonl", records)
+    out = tmp_path / "out"
+    args = ["run", str(source), str(out), "--scorers", "code_style", "--dedup", "exact"]
+    result = runner.invoke(app, args + ["--write-duplicates"])
+    assert result.exit_code == 0, result.output
+    assert "2 read, 0 rejected (see rejected/), 1 duplicates removed" in result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["dedup"]["method"] == "exact"
+    assert manifest["config"]["dedup"]["write_duplicates"] is True
+    [written] = (out / "duplicates").glob("*.jsonl")
+    assert json.loads(written.read_text())["duplicate_of"]["id"] == "a"
+
+
+def test_label_help_lists_shared_options():
+    result = runner.invoke(app, ["label", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    for option in (
+        "--percentile",
+        "--threshold",
+        "--preset",
+        "--layout",
+        "--scorer",
+        "--overwrite",
+    ):
+        assert option in result.output
+    assert "without loading any model" in " ".join(result.output.split())
+
+
+def test_label_relabels_a_run(tmp_path):
+    records = [
+        {"id": "p", "text": "Hello there. You are kind. Go away, idiot.", "lang": "en"},
+        {"id": "c", "text": "import os\nx=1\n", "lang": "python"},
+    ]
+    source = write_jsonl(tmp_path / "in.jsonl", records)
+    first = tmp_path / "first"
+    args = ["run", str(source), str(first), "--scorers", "toxicity_profanity,code_style"]
+    assert runner.invoke(app, args).exit_code == 0
+    second = tmp_path / "second"
+    args = ["label", str(first), str(second), "--threshold", "toxicity_profanity=0.5"]
+    args += ["--layout", "phf", "--scorer", "toxicity_profanity"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "2 documents in the phf layout for toxicity_profanity_v1" in result.output
+    assert "toxicity_profanity_v1: fixed -> threshold 0.5" in result.output
+    thresholds = json.loads((second / "thresholds.json").read_text())
+    assert thresholds["toxicity_profanity_v1"]["threshold"] == 0.5
+    assert thresholds["toxicity_profanity_v1"]["percentile"] is None
+
+
+def test_label_missing_run_exits_2(tmp_path):
+    result = runner.invoke(app, ["label", str(tmp_path / "none"), str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "has no scored/*.parquet or shards/*.parquet" in result.output

@@ -5,9 +5,9 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.label import remove_tokens
+from pipeline.label import restore_text
 from pipeline.run import run
-from schemas.config import LabelOptions, RunConfig
+from schemas.config import RunConfig
 from schemas.output import labelled_schema, score_column
 from scorers.testing import write_detoxify_checkpoint
 from tests.conftest import sample_records, write_jsonl
@@ -19,6 +19,7 @@ NAMES = [
     "pii_presidio_v1",
     "code_style_pycodestyle_v1",
 ]
+TOKENS = ["<|good|>", "<|bad|>"]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def test_removing_tokens_gives_back_input(finished_run):
     by_id = dict(zip(table.column("id").to_pylist(), table.column("text").to_pylist(), strict=True))
     assert len(by_id) == len(records)
     for record in records:
-        assert remove_tokens(by_id[record["id"]], LabelOptions()) == record["text"], record["id"]
+        assert restore_text(by_id[record["id"]], TOKENS) == record["text"], record["id"]
 
 
 def test_one_token_per_non_blank_segment(finished_run):
@@ -63,7 +64,7 @@ def test_one_token_per_non_blank_segment(finished_run):
         tokens = row["text"].count("<|good|>") + row["text"].count("<|bad|>")
         non_blank = sum(1 for segment in row["segments"] if segment.strip())
         assert tokens == non_blank, row["id"]
-        assert "".join(row["segments"]) == remove_tokens(row["text"], LabelOptions())
+        assert "".join(row["segments"]) == restore_text(row["text"], TOKENS)
         assert row["num_segments"] == len(row["segments"])
 
 
@@ -91,8 +92,8 @@ def test_offsets_slice_segments(finished_run):
 
 def test_metadata_kept(finished_run):
     records, _, table, _ = finished_run
-    ids, metadata_column = table.column("id").to_pylist(), table.column("metadata").to_pylist()
-    metadata = dict(zip(ids, metadata_column, strict=True))
+    ids = table.column("id").to_pylist()
+    metadata = dict(zip(ids, table.column("metadata").to_pylist(), strict=True))
     for record in records:
         expected = {k: v for k, v in record.items() if k not in ("id", "text")}
         assert json.loads(metadata[record["id"]]) == expected

@@ -1,9 +1,22 @@
+import bz2
 import gzip
 import json
+import lzma
 
 import pytest
+import zstandard
 
-from pipeline.read import Document, Rejection, list_input_files, parse_record, read_lines
+from pipeline import read
+from pipeline.read import (
+    Document,
+    InputDamagedError,
+    InputIssue,
+    Rejection,
+    list_input_files,
+    parse_record,
+    read_lines,
+    read_records,
+)
 from schemas.config import ReadOptions
 
 
@@ -25,6 +38,19 @@ def test_missing_id_gets_file_and_line():
     assert doc.id == "part.jsonl:7"
 
 
+@pytest.mark.parametrize("value", [[1], 1.5, "", True, {"a": 1}, "x\udc00"])
+def test_unusable_id_is_replaced_and_kept(value):
+    doc = parse(json.dumps({"id": value, "text": "Hi."}).encode())
+    assert doc.id == "part.jsonl:7"
+    assert doc.metadata == {"id": value}
+    assert doc.repairs == ["invalid_id_replaced"]
+
+
+def test_null_id_is_missing():
+    doc = parse(b'{"id": null, "text": "Hi."}')
+    assert (doc.id, doc.metadata, doc.repairs) == ("part.jsonl:7", {}, [])
+
+
 def test_custom_text_and_id_fields():
     doc = parse(b'{"key": 12, "body": "Hi."}', ReadOptions(text_field="body", id_field="key"))
     assert (doc.id, doc.text, doc.metadata) == ("12", "Hi.", {})
@@ -39,7 +65,7 @@ def test_custom_text_and_id_fields():
         (b'{"text": null}', "missing_text"),
         (b'{"text": 5}', "text_not_string"),
         (b'{"text": ["a"]}', "text_not_string"),
-        (b'{"text": "caf\xe9"}', "invalid_utf8"),
+        (b'{"text": "a"', "invalid_json"),
     ],
 )
 def test_bad_lines_are_rejected_with_reason(line, reason):
@@ -47,6 +73,25 @@ def test_bad_lines_are_rejected_with_reason(line, reason):
     assert isinstance(result, Rejection)
     assert result.reason == reason
     assert result.input_line == 7
+
+
+def test_valid_utf8_needs_no_repair():
+    doc = parse('{"text": "café €"}'.encode())
+    assert doc.text == "café €"
+    assert doc.repairs == []
+
+
+def test_invalid_utf8_bytes_decoded_as_cp1252():
+    doc = parse(b'{"text": "caf\xe9 \x80 \x81 \xe2\x82\xac", "note": "na\xefve"}')
+    assert doc.text == "café € \x81 €"
+    assert doc.metadata == {"note": "naïve"}
+    assert doc.repairs == ["invalid_utf8_decoded_as_cp1252"]
+
+
+def test_byte_order_mark_removed():
+    doc = parse(b'\xef\xbb\xbf{"text": "Hi."}')
+    assert doc.text == "Hi."
+    assert doc.repairs == ["utf8_bom_removed"]
 
 
 def test_lone_surrogate_is_replaced_and_counted():
@@ -63,6 +108,88 @@ def test_read_lines_plain_and_gzip(tmp_path):
     expected = [(1, b'{"text": "one"}'), (2, b'{"text": "two"}')]
     assert list(read_lines(str(plain))) == expected
     assert list(read_lines(str(packed))) == expected
+
+
+@pytest.mark.parametrize(
+    ("suffix", "compress"),
+    [
+        (".jsonl.gz", gzip.compress),
+        (".jsonl.bz2", bz2.compress),
+        (".jsonl.xz", lzma.compress),
+        (".jsonl.zst", lambda data: zstandard.ZstdCompressor().compress(data)),
+    ],
+)
+def test_read_lines_concatenated_members(tmp_path, suffix, compress):
+    path = tmp_path / f"a{suffix}"
+    path.write_bytes(compress(b'{"text": "one"}\n{"te') + compress(b'xt": "two"}\n'))
+    assert list(read_lines(str(path))) == [(1, b'{"text": "one"}'), (2, b'{"text": "two"}')]
+
+
+def test_read_lines_last_line_without_newline(tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(b'{"text": "one"}\n{"text": "two"}')
+    assert list(read_lines(str(path))) == [(1, b'{"text": "one"}'), (2, b'{"text": "two"}')]
+
+
+def test_read_lines_across_blocks(tmp_path, monkeypatch):
+    monkeypatch.setattr(read, "READ_BLOCK_BYTES", 3)
+    lines = [b'{"text": "%d"}' % i for i in range(50)]
+    path = tmp_path / "a.jsonl.gz"
+    path.write_bytes(gzip.compress(b"\r\n".join(lines) + b"\r\n"))
+    assert list(read_lines(str(path))) == list(enumerate(lines, start=1))
+
+
+def test_truncated_gzip_yields_lines_then_raises(tmp_path, monkeypatch):
+    monkeypatch.setattr(read, "READ_BLOCK_BYTES", 64)
+    data = b"".join(b'{"text": "line %d"}\n' % i for i in range(2000))
+    path = tmp_path / "a.jsonl.gz"
+    path.write_bytes(gzip.compress(data)[:-1000])
+    seen = []
+    with pytest.raises(InputDamagedError) as caught:
+        for item in read_lines(str(path)):
+            seen.append(item)
+    error = caught.value
+    assert error.complete_lines == len(seen)
+    assert len(seen) > 100
+    assert seen == [(n, b'{"text": "line %d"}' % (n - 1)) for n in range(1, len(seen) + 1)]
+    assert data.startswith(b"\n".join(line for _, line in seen) + b"\n" + error.partial_line)
+    assert "ends before the end-of-stream marker" in str(error)
+
+
+def test_gzip_without_trailer_is_damaged(tmp_path):
+    path = tmp_path / "a.jsonl.gz"
+    path.write_bytes(gzip.compress(b'{"text": "one"}\n')[:-8])
+    with pytest.raises(InputDamagedError) as caught:
+        list(read_lines(str(path)))
+    assert caught.value.complete_lines == 1
+    assert caught.value.partial_line == b""
+
+
+def test_read_records_skips_blank_lines(tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(b'{"text": "one"}\n\n  \t\r\n{"text": "two"}\n')
+    items = list(read_records(str(path), ReadOptions()))
+    assert [type(item).__name__ for item in items] == [
+        "Document", "InputIssue", "InputIssue", "Document"
+    ]  # fmt: skip
+    assert [(item.reason, item.input_line) for item in items[1:3]] == [
+        ("blank_lines_skipped", 2),
+        ("blank_lines_skipped", 3),
+    ]
+    assert items[3].input_line == 4
+
+
+def test_read_records_rejects_cut_line(tmp_path):
+    path = tmp_path / "a.jsonl.gz"
+    path.write_bytes(gzip.compress(b'{"text": "one"}\n{"text": "tw')[:-8])
+    items = list(read_records(str(path), ReadOptions()))
+    assert isinstance(items[0], Document)
+    assert isinstance(items[1], Rejection)
+    assert (items[1].reason, items[1].input_line, items[1].record) == (
+        "truncated_line", 2, '{"text": "tw'
+    )  # fmt: skip
+    assert isinstance(items[2], InputIssue)
+    assert (items[2].reason, items[2].input_line) == ("input_files_damaged", 2)
 
 
 def test_list_input_files_directory_and_missing(tmp_path):

@@ -1,4 +1,4 @@
-"""Zstandard JSON Lines and Parquet inputs: records, rejections, damaged files, a whole run."""
+"""Parquet inputs (records, rejections, damaged files) and a run over Parquet and Zstandard."""
 
 import datetime
 import json
@@ -11,18 +11,18 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from pipeline import read
 from pipeline.read import (
+    DAMAGED_INPUT,
+    REPAIR_CP1252,
+    REPAIR_INVALID_ID,
     Document,
-    InputDamagedError,
-    ParquetDamagedError,
+    InputIssue,
     Rejection,
     list_input_files,
-    read_lines,
     read_parquet,
+    read_records,
 )
 from pipeline.run import run
 from schemas.config import ReadOptions, RunConfig
-
-LINES = [b'{"id": "a", "text": "one"}', b'{"id": "b", "text": "two"}', b'{"text": "three"}']
 
 
 def write_zstd(path, data: bytes, frames: int = 1) -> bytes:
@@ -32,36 +32,6 @@ def write_zstd(path, data: bytes, frames: int = 1) -> bytes:
     packed = b"".join(compressor.compress(data[i : i + step]) for i in range(0, len(data), step))
     path.write_bytes(packed)
     return packed
-
-
-def test_zstd_lines_across_frames(tmp_path):
-    path = tmp_path / "a.jsonl.zst"
-    write_zstd(path, b"\r\n".join(LINES), frames=3)
-    assert list(read_lines(str(path))) == [(1, LINES[0]), (2, LINES[1]), (3, LINES[2])]
-
-
-def test_zstd_truncated_file_is_damaged(tmp_path, monkeypatch):
-    monkeypatch.setattr(read, "READ_CHUNK_BYTES", 64)
-    lines = [b'{"text": "line %d, with padding to fill several chunks"}' % i for i in range(400)]
-    path = tmp_path / "cut.jsonl.zst"
-    packed = write_zstd(path, b"\n".join(lines) + b"\n", frames=4)
-    path.write_bytes(packed[: len(packed) - 10])
-    seen = []
-    with pytest.raises(InputDamagedError, match="cut.jsonl.zst is damaged after line") as caught:
-        for number, line in read_lines(str(path)):
-            seen.append((number, line))
-    assert len(seen) > 0
-    assert seen == [(i + 1, lines[i]) for i in range(len(seen))]
-    assert caught.value.last_good_line == len(seen)
-    assert isinstance(caught.value.__cause__, EOFError)
-
-
-def test_zstd_garbage_is_damaged(tmp_path):
-    path = tmp_path / "bad.jsonl.zst"
-    path.write_bytes(b"this is not zstandard data")
-    with pytest.raises(InputDamagedError) as caught:
-        list(read_lines(str(path)))
-    assert caught.value.last_good_line == 0
 
 
 def write_parquet(path, rows: list[dict], schema: pa.Schema | None = None) -> None:
@@ -78,12 +48,22 @@ def test_parquet_rows_become_documents(tmp_path, monkeypatch):
     ]
     write_parquet(path, rows)
     options = ReadOptions(text_field="body", id_field="doc")
-    documents = list(read_parquet(str(path), options))
+    documents = list(read_records(str(path), options))
     assert [d.id for d in documents] == ["d1", "d2", "part.parquet:3"]
     assert [d.text for d in documents] == ["First.", "Second.", "Third."]
     assert [d.input_line for d in documents] == [1, 2, 3]
     assert documents[0].metadata == {"when": "2024-05-01", "raw": "AAE="}
     assert documents[1].metadata == {"when": None, "raw": None}
+    assert documents[2].repairs == []
+
+
+def test_parquet_invalid_id_is_replaced_and_kept(tmp_path):
+    path = tmp_path / "ids.parquet"
+    write_parquet(path, [{"id": 1.5, "text": "Hi."}])
+    [document] = read_parquet(str(path), ReadOptions())
+    assert document.id == "ids.parquet:1"
+    assert document.metadata == {"id": 1.5}
+    assert document.repairs == [REPAIR_INVALID_ID]
 
 
 @pytest.mark.parametrize(
@@ -92,7 +72,6 @@ def test_parquet_rows_become_documents(tmp_path, monkeypatch):
         ([{"text": None}], None, "missing_text"),
         ([{"body": "no text column"}], None, "missing_text"),
         ([{"text": 5}], None, "text_not_string"),
-        ([{"text": b"caf\xe9"}], None, "invalid_utf8"),
     ],
 )
 def test_parquet_bad_rows_are_rejected(tmp_path, rows, schema, reason):
@@ -107,19 +86,22 @@ def test_parquet_bad_rows_are_rejected(tmp_path, rows, schema, reason):
 
 def test_parquet_binary_text_is_decoded(tmp_path):
     path = tmp_path / "binary.parquet"
-    write_parquet(path, [{"text": "café".encode()}])
-    [document] = read_parquet(str(path), ReadOptions())
-    assert isinstance(document, Document)
-    assert document.text == "café"
+    write_parquet(path, [{"text": "café".encode()}, {"text": b"caf\xe9"}])
+    documents = list(read_parquet(str(path), ReadOptions()))
+    assert all(isinstance(document, Document) for document in documents)
+    assert [document.text for document in documents] == ["café", "café"]
+    assert [document.repairs for document in documents] == [[], [REPAIR_CP1252]]
 
 
 def test_parquet_truncated_file_is_damaged(tmp_path):
     path = tmp_path / "cut.parquet"
     write_parquet(path, [{"text": f"row {i}"} for i in range(10)])
     path.write_bytes(path.read_bytes()[:-20])
-    with pytest.raises(ParquetDamagedError, match="cut.parquet is damaged after row 0") as caught:
-        list(read_parquet(str(path), ReadOptions()))
-    assert caught.value.last_good_line == 0
+    [issue] = read_parquet(str(path), ReadOptions())
+    assert isinstance(issue, InputIssue)
+    assert issue.reason == DAMAGED_INPUT
+    assert issue.input_line == 0
+    assert "cut.parquet: the Parquet data is damaged" in issue.detail
 
 
 def test_directory_lists_parquet_and_zstd(tmp_path):

@@ -103,3 +103,24 @@ def test_beam_options_pass_through(tmp_path, monkeypatch):
     assert received == [
         ["--runner", "DirectRunner", "--job_name", "annotate-test", "--max_num_workers", "3"]
     ]
+
+
+def test_score_then_label_equals_run(scored_dir, tmp_path):
+    source, scored, args, _ = scored_dir
+    labelled = tmp_path / "labelled"
+    result = runner.invoke(app, ["label", str(scored), str(labelled)])
+    assert result.exit_code == 0, result.output
+    direct = tmp_path / "direct"
+    run_args = ["run", str(source), str(direct), "--scorers", SCORERS, "--docs-per-shard", "4"]
+    result = runner.invoke(app, run_args + ["--no-report"])
+    assert result.exit_code == 0, result.output
+
+    for name in ("thresholds.json", "special_tokens.json"):
+        assert (labelled / name).read_text() == (direct / name).read_text(), name
+    shards = sorted(path.name for path in (direct / "shards").glob("*.parquet"))
+    assert sorted(path.name for path in (labelled / "shards").glob("*.parquet")) == shards
+    for name in shards:
+        expected = pq.read_table(direct / "shards" / name).to_pylist()
+        assert pq.read_table(labelled / "shards" / name).to_pylist() == expected, name
+    counts = json.loads((labelled / "manifest.json").read_text())["counts"]
+    assert counts == json.loads((direct / "manifest.json").read_text())["counts"]

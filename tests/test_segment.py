@@ -1,3 +1,4 @@
+from pipeline import segment
 from pipeline.segment import MAX_CHUNK_CHARS, Segmenter, document_kind, line_spans
 from schemas.config import SegmentOptions
 
@@ -48,6 +49,19 @@ def test_unbroken_text_over_spacy_limit():
     spans = Segmenter().spans(text, "prose")
     assert len(spans) == 13
     assert spans[-1][1] == len(text)
+
+
+def test_vocabulary_growth_is_bounded(monkeypatch):
+    monkeypatch.setattr(segment, "MAX_VOCABULARY_ENTRIES", 1_000)
+    segmenter = Segmenter()
+    text = " ".join(f"Token{i}." for i in range(3_000))
+    spans = segmenter.spans(text, "prose")
+    assert [text[start:end] for start, end in spans][-2:] == ["Token2998. ", "Token2999."]
+    assert len(spans) == 3_000
+    # Over the limit, the spaCy pipeline is dropped and rebuilt on the next call.
+    assert segmenter._nlp is None
+    assert segmenter.spans("Short. Text.", "prose") == [(0, 7), (7, 12)]
+    assert len(segmenter._nlp.vocab) < 1_000
 
 
 def test_document_kind_from_language_field():

@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 
 from detoxify import Detoxify  # noqa: E402
 
+from scorers import toxicity  # noqa: E402
 from scorers.base import ScorerConfigError  # noqa: E402
 from scorers.testing import write_detoxify_checkpoint  # noqa: E402
 from scorers.toxicity import (  # noqa: E402
@@ -176,6 +177,73 @@ def test_stats_reset_by_setup(tiny_checkpoint):
     assert scorer.stats() == {"truncated_segments": 0, "duplicate_segments": 0}
 
 
+def test_cache_scores_repeats_across_calls(tiny_checkpoint):
+    scorer = make_scorer(tiny_checkpoint)
+    shapes = count_model_rows(scorer)
+    first = scorer.score_segments(["You are a wonderful person.", "idiot"])
+
+    again = scorer.score_segments(["idiot", "The librarian knows most of them by name."])
+
+    assert again[0] == first[1]
+    assert [rows for rows, _ in shapes] == [2, 1]
+    assert scorer.stats()["duplicate_segments"] == 1
+
+
+def test_cache_counts_truncated_repeats(tiny_checkpoint):
+    scorer = make_scorer(tiny_checkpoint)
+    shapes = count_model_rows(scorer)
+    scorer.score_segments([RUN_ON])
+
+    scorer.score_segments([RUN_ON])
+
+    assert len(shapes) == 1
+    assert scorer.stats() == {"truncated_segments": 2, "duplicate_segments": 1}
+
+
+def test_cache_drops_least_recent(tiny_checkpoint):
+    scorer = make_scorer(tiny_checkpoint, cache_size=1)
+    shapes = count_model_rows(scorer)
+
+    for segments in (["one"], ["two"], ["two"], ["one"]):
+        scorer.score_segments(segments)
+
+    assert len(shapes) == 3
+    assert scorer.stats()["duplicate_segments"] == 1
+
+
+def test_cache_off(tiny_checkpoint):
+    scorer = make_scorer(tiny_checkpoint, cache_size=0)
+    shapes = count_model_rows(scorer)
+
+    scorer.score_segments(["one", "one"])
+    scorer.score_segments(["one"])
+
+    assert [rows for rows, _ in shapes] == [1, 1]
+    assert scorer.stats()["duplicate_segments"] == 1
+
+
+def test_fp16_rejected_on_cpu(tiny_checkpoint):
+    checkpoint_path, hf_dir = tiny_checkpoint
+    scorer = DetoxifyToxicityScorer(
+        checkpoint=str(checkpoint_path), hf_dir=str(hf_dir), device="cpu", fp16=True
+    )
+
+    with pytest.raises(ScorerConfigError, match="fp16 runs on CUDA devices only"):
+        scorer.setup()
+
+
+def test_fp16_autocast_close_to_float32(tiny_checkpoint, monkeypatch):
+    # CUDA is not available in the tests, so the float16 path runs on the CPU here.
+    monkeypatch.setattr(toxicity, "_check_fp16_device", lambda fp16, device: None)
+    full = make_scorer(tiny_checkpoint).score_segments(MIXED)
+    half = make_scorer(tiny_checkpoint, fp16=True).score_segments(MIXED)
+
+    differences = [abs(a - b) for a, b in zip(full, half, strict=True)]
+    assert all(isinstance(score, float) for score in half)
+    assert max(differences) < 5e-3
+    assert max(differences) > 1e-6
+
+
 _payload_calls = []
 
 
@@ -270,6 +338,8 @@ def test_path_objects_accepted(tiny_checkpoint, tmp_path, reference):
         ({"max_tokens": "8192"}, "invalid toxicity max_tokens '8192'"),
         ({"threads": -1}, "invalid toxicity threads -1"),
         ({"window": 3}, "has no option 'window'"),
+        ({"fp16": "yes"}, "invalid toxicity fp16 'yes'"),
+        ({"cache_size": -1}, "invalid toxicity cache_size -1"),
     ],
 )
 def test_invalid_options_rejected(options, message):

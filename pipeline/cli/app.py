@@ -8,13 +8,50 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
+
+try:  # Typer 0.2x vendors its own copy of click.
+    from typer._click import exceptions as cli_errors
+except ImportError:  # older Typer uses click itself
+    from click import exceptions as cli_errors
 
 from pipeline.logs import configure_logging
 
+
+class AnnotateGroup(TyperGroup):
+    """The command group, printing every usage error as one line with exit code 2.
+
+    Click would print the usage, a hint and a framed message over several
+    lines; one line naming the option reads better in logs of batch jobs.
+    """
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except cli_errors.NoArgsIsHelpError:
+            # Let Typer print its formatted help, as it does without this class.
+            return super().main(*args, standalone_mode=True, **kwargs)
+        except cli_errors.UsageError as error:
+            typer.echo(f"annotate: error: {error.format_message()}", err=True)
+            sys.exit(2)
+        except cli_errors.ClickException as error:
+            error.show()
+            sys.exit(error.exit_code)
+        except typer.Abort:
+            typer.echo("annotate: aborted", err=True)
+            sys.exit(1)
+        # Without standalone mode, click returns the code of typer.Exit instead of exiting.
+        sys.exit(result if isinstance(result, int) else 0)
+
+
 app = typer.Typer(
+    cls=AnnotateGroup,
     help=(
         "Cut a corpus into sentences (code: lines), score every segment, choose a threshold "
         "per scorer from the global score distribution, and write Parquet shards with a "
@@ -53,12 +90,15 @@ def parse_percentiles(values: list[str]) -> dict[str, float]:
             percentile = float(text)
         except ValueError:
             raise UsageError(f"--percentile {name}={text}: {text!r} is not a number") from None
-        if not 0 <= percentile <= 100:
-            raise UsageError(
-                f"--percentile {name}={text}: P is a percentage and must be between 0 and 100"
-            )
-        result[name] = percentile
+        result[name] = check_percentile(f"--percentile {name}={text}", percentile)
     return result
+
+
+def check_percentile(option: str, percentile: float) -> float:
+    """Return `percentile`, or raise UsageError naming `option` when it is outside 0-100."""
+    if not 0 <= percentile <= 100:
+        raise UsageError(f"{option}: P is a percentage and must be between 0 and 100")
+    return percentile
 
 
 def parse_scorer_options(values: list[str]) -> dict[str, dict[str, Any]]:
@@ -101,22 +141,16 @@ def check_beam_args(args: list[str]) -> None:
 
 
 def local_runner(runner: str):
-    """Map DirectRunner to Beam's in-process FnApiRunner.
-
-    Beam 2.77's DirectRunner first tries to download and start the Prism
-    runner binary, which fails offline and costs seconds online. The
-    FnApiRunner is the batch engine DirectRunner falls back to, and honours
-    --direct_num_workers and --direct_running_mode.
-    """
+    """Return the runner to use: Beam's FnApiRunner for DirectRunner, else the name as given."""
     if runner.lower() not in LOCAL_RUNNERS:
         return runner
-    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    from pipeline.local import local_runner as fn_api_runner
 
     logger.info(
         "running locally on Beam's FnApiRunner (DirectRunner's batch engine, no download); "
         "pass --runner PrismRunner to use Prism"
     )
-    return FnApiRunner()
+    return fn_api_runner()
 
 
 def fail(message: str, code: int) -> None:

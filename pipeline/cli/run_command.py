@@ -7,143 +7,312 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli import options as opt
-from pipeline.cli.app import UsageError, app, check_beam_args, fail, parse_percentiles
-from schemas.config import (
-    DEFAULT_BAD_TOKEN,
-    DEFAULT_GOOD_TOKEN,
-    DEFAULT_PERCENTILE,
-    LabelOptions,
-    ReadOptions,
-    RunConfig,
-    SegmentOptions,
+from pipeline.cli.app import (
+    LOCAL_RUNNERS,
+    UsageError,
+    app,
+    check_beam_args,
+    fail,
+    local_runner,
 )
+from pipeline.cli.config_file import (
+    CONFIG_BEAM_ARGS_KEY,
+    CONFIG_PATH_KEY,
+    effective_config_toml,
+    load_config_file,
+    merge_beam_arguments,
+)
+from pipeline.cli.label_options import with_label_options
+from pipeline.cli.run_options import (
+    RUN,
+    Dedup,
+    DedupNgram,
+    DedupNumPerm,
+    DedupSeed,
+    DedupThreshold,
+    DocsPerShard,
+    FailFast,
+    IdField,
+    Inputs,
+    Kind,
+    LanguageField,
+    OutputDir,
+    Overwrite,
+    Progress,
+    Runner,
+    TextField,
+    WriteDuplicates,
+    check_kind,
+    dedup_options,
+)
+from pipeline.cli.scorer_options import (
+    DEFAULT_SCORER_LIST,
+    PiiSpacyModel,
+    ScorerList,
+    ScorerOption,
+    ToxicityBatchSize,
+    ToxicityCheckpoint,
+    ToxicityDevice,
+    ToxicityFp16,
+    ToxicityHfDir,
+    ToxicityMaxTokens,
+    ToxicityModel,
+    ToxicityThreads,
+    build_scorer_options,
+    parse_scorer_list,
+)
+from schemas.config import DedupOptions, LabelOptions, ReadOptions, RunConfig, SegmentOptions
 
 logger = logging.getLogger(__name__)
 
-LABELS = "Thresholds and tokens"
 
-
-@app.command("run", context_settings=opt.BEAM_ARGS_CONTEXT, epilog=opt.BEAM_ARGS_EPILOG)
+@app.command(
+    "run",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    epilog=(
+        "Any other option is passed to Apache Beam unchanged (for example --runner "
+        "DataflowRunner --project P --region R --temp_location gs://B/tmp, or "
+        "--direct_num_workers 2 --direct_running_mode multi_processing).\n\n"
+        "A --config TOML file contains any of these options, keyed by the option name "
+        "without its dashes (default-percentile = 10), and Beam options in a [beam] table. "
+        "Options on the command line override it; INPUTS and OUTPUT_DIR stay on the command "
+        "line. Exit codes: 0 success, 1 run failure, 2 usage error."
+    ),
+)
+@with_label_options
 def run_command(
     ctx: typer.Context,
-    inputs: opt.Inputs,
-    output_dir: opt.OutputDir,
-    runner: opt.Runner = "DirectRunner",
-    scorers: opt.Scorers = opt.DEFAULT_SCORER_LIST,
-    percentile: Annotated[
-        list[str],
+    inputs: Inputs,
+    output_dir: OutputDir,
+    config_file: Annotated[
+        str | None,
         typer.Option(
-            help=(
-                "SCORER=P: segments scoring at or below the P-th percentile (0-100, in percent) "
-                "of that scorer's scores over the whole run are safe. Repeatable."
-            ),
-            rich_help_panel=LABELS,
+            "--config",
+            metavar="FILE",
+            is_eager=True,
+            callback=load_config_file,
+            help="TOML file with options of this command; options given here override it.",
+            rich_help_panel=RUN,
         ),
-    ] = [],  # noqa: B006
-    default_percentile: Annotated[
-        float,
+    ] = None,
+    print_config: Annotated[
+        bool,
         typer.Option(
-            min=0,
-            max=100,
-            help="P, in percent, for scorers without --percentile.",
-            rich_help_panel=LABELS,
+            "--print-config",
+            help="Print the effective options as a TOML file for --config, and exit.",
+            rich_help_panel=RUN,
         ),
-    ] = DEFAULT_PERCENTILE,
-    quantile_epsilon: Annotated[
-        float,
+    ] = False,
+    runner: Runner = "DirectRunner",
+    scorers: ScorerList = DEFAULT_SCORER_LIST,
+    toxicity_model: ToxicityModel = None,
+    toxicity_checkpoint: ToxicityCheckpoint = None,
+    toxicity_hf_dir: ToxicityHfDir = None,
+    toxicity_device: ToxicityDevice = None,
+    toxicity_threads: ToxicityThreads = None,
+    toxicity_batch_size: ToxicityBatchSize = None,
+    toxicity_max_tokens: ToxicityMaxTokens = None,
+    toxicity_fp16: ToxicityFp16 = False,
+    pii_spacy_model: PiiSpacyModel = None,
+    scorer_option: ScorerOption = [],  # noqa: B006
+    text_field: TextField = "text",
+    id_field: IdField = "id",
+    language_field: LanguageField = "lang",
+    kind: Kind = "auto",
+    docs_per_shard: DocsPerShard = 0,
+    overwrite: Overwrite = False,
+    fail_fast: FailFast = False,
+    dedup: Dedup = "none",
+    dedup_threshold: DedupThreshold = DedupOptions.threshold,
+    dedup_num_perm: DedupNumPerm = DedupOptions.num_perm,
+    dedup_ngram: DedupNgram = DedupOptions.ngram_size,
+    dedup_seed: DedupSeed = DedupOptions.seed,
+    write_duplicates: WriteDuplicates = False,
+    progress: Progress = None,
+    report: Annotated[
+        bool,
         typer.Option(
-            min=1e-6,
-            max=0.1,
-            help=(
-                "Allowed rank error of the approximate percentiles, as a fraction of the number "
-                "of segments."
-            ),
-            rich_help_panel=LABELS,
+            help="Write OUTPUT_DIR/report.html with plots of scores and labels at the end.",
+            rich_help_panel=RUN,
         ),
-    ] = 0.001,
-    good_token: Annotated[
-        str, typer.Option(help="Control token in front of good segments.", rich_help_panel=LABELS)
-    ] = DEFAULT_GOOD_TOKEN,
-    bad_token: Annotated[
-        str, typer.Option(help="Control token in front of bad segments.", rich_help_panel=LABELS)
-    ] = DEFAULT_BAD_TOKEN,
-    toxicity_model: opt.ToxicityModel = None,
-    toxicity_checkpoint: opt.ToxicityCheckpoint = None,
-    toxicity_hf_dir: opt.ToxicityHfDir = None,
-    toxicity_device: opt.ToxicityDevice = None,
-    toxicity_threads: opt.ToxicityThreads = None,
-    toxicity_batch_size: opt.ToxicityBatchSize = None,
-    pii_spacy_model: opt.PiiSpacyModel = None,
-    scorer_option: opt.ScorerOption = [],  # noqa: B006
-    text_field: opt.TextField = "text",
-    id_field: opt.IdField = "id",
-    language_field: opt.LanguageField = "lang",
-    kind: opt.Kind = "auto",
-    docs_per_shard: opt.DocsPerShard = 0,
-    overwrite: opt.Overwrite = False,
-    fail_fast: opt.FailFast = False,
+    ] = True,
+    *,
+    label_options: LabelOptions,
 ) -> None:
     """Run the whole job: read, segment, score, threshold, label, write Parquet shards."""
     try:
-        check_beam_args(ctx.args)
-        toxicity = opt.toxicity_options(
-            toxicity_model, toxicity_checkpoint, toxicity_hf_dir, toxicity_device,
-            toxicity_threads, toxicity_batch_size,
-        )  # fmt: skip
-        config = opt.build_config(
-            inputs, output_dir, scorers, scorer_option, toxicity, pii_spacy_model,
+        check_kind(kind)
+        beam_args = merge_beam_arguments(ctx.meta.get(CONFIG_BEAM_ARGS_KEY, []), ctx.args)
+        check_beam_args(beam_args)
+        options = build_scorer_options(
+            toxicity_model=toxicity_model,
+            toxicity_checkpoint=toxicity_checkpoint,
+            toxicity_hf_dir=toxicity_hf_dir,
+            toxicity_device=toxicity_device,
+            toxicity_threads=toxicity_threads,
+            toxicity_batch_size=toxicity_batch_size,
+            toxicity_max_tokens=toxicity_max_tokens,
+            toxicity_fp16=toxicity_fp16,
+            pii_spacy_model=pii_spacy_model,
+            scorer_option=scorer_option,
+        )
+        config = RunConfig(
+            inputs=inputs,
+            output_dir=output_dir.rstrip("/") if output_dir not in ("/",) else output_dir,
+            scorers=parse_scorer_list(scorers),
+            scorer_options=options,
             read=ReadOptions(text_field=text_field, id_field=id_field),
             segment=SegmentOptions(language_field=language_field, kind=kind),
+            label=label_options,
             docs_per_shard=docs_per_shard,
             fail_fast=fail_fast,
-            label=LabelOptions(
-                percentiles=parse_percentiles(percentile),
-                default_percentile=default_percentile,
-                good_token=good_token,
-                bad_token=bad_token,
-                quantile_epsilon=quantile_epsilon,
+            dedup=dedup_options(
+                dedup, dedup_threshold, dedup_num_perm, dedup_ngram, dedup_seed, write_duplicates
             ),
-        )  # fmt: skip
+        )
     except UsageError as error:
         fail(str(error), 2)
-    execute(config, ["--runner", runner, *ctx.args], runner, overwrite)
+    if print_config:
+        typer.echo(effective_config_toml(ctx, beam_args), nl=False)
+        return
+    if progress is None:
+        progress = not ctx.find_root().params.get("quiet", False)
+    execute(
+        config,
+        ["--runner", runner, *beam_args],
+        runner,
+        overwrite,
+        progress=progress and runner.lower() in LOCAL_RUNNERS,
+        report=report,
+        config_file=ctx.meta.get(CONFIG_PATH_KEY),
+    )
 
 
-def execute(config: RunConfig, beam_args: list[str], runner: str, overwrite: bool) -> None:
-    """Run the pipeline, turning known failures into one-line messages and exit codes."""
-    from pipeline.run import run
+def execute(
+    config: RunConfig,
+    beam_args: list[str],
+    runner: str,
+    overwrite: bool,
+    progress: bool = False,
+    report: bool = True,
+    config_file: str | None = None,
+) -> None:
+    """Run the pipeline, turning known failures into one-line messages and exit codes.
 
-    manifest = opt.run_job(run, config, beam_args, runner, overwrite)
-    print_summary(config.output_dir, manifest)
+    Options and locations are checked before the run starts, so a usage error
+    (exit code 2) leaves no output behind.
+
+    Args:
+        progress: show the scoring pass's progress on stderr; only for local runners.
+        report: write OUT/report.html at the end, unless matplotlib is missing.
+        config_file: the --config file, recorded in the manifest.
+    """
+    from pipeline.run import OutputConflictError, run
+
+    input_files = check_before_run(config)
+    try:
+        with progress_display(input_files, progress) as display:
+            progress_dir = display.directory if display else None
+            beam_runner = local_runner(runner)
+            manifest = run(config, beam_args, beam_runner, overwrite, progress_dir, config_file)
+    except OutputConflictError as error:
+        fail(str(error), 2)
+    report_path = write_report(config.output_dir) if report else None
+    print_summary(config.output_dir, manifest, report_path)
 
 
-def print_summary(output_dir: str, manifest: dict) -> None:
+def check_before_run(config: RunConfig) -> list[str]:
+    """Return the input files, or exit with code 2 on an invalid scorer, input or output."""
+    from pipeline.locations import check_output_location
+    from pipeline.read import list_input_files
+    from pipeline.run import build_scorers, dedup_bands, prepare_label_job, provenance
+    from scorers.base import MissingDependencyError, ScorerConfigError
+    from scorers.registry import UnknownScorerError
+
+    try:
+        scorers = build_scorers(config)
+    except ScorerConfigError as error:
+        fail(str(error), 2)
+    except (UnknownScorerError, MissingDependencyError, ValueError) as error:
+        fail(f"--scorers: {error}", 2)
+    try:
+        dedup_bands(config)
+        stamp = provenance(config, scorers)
+        prepare_label_job(config.output_dir, config.label, stamp, config.read.id_field)
+        input_files = list_input_files(config.inputs)
+        check_output_location(config.inputs, input_files, config.output_dir)
+    except FileNotFoundError as error:
+        fail(f"INPUTS: {error}", 2)
+    except ValueError as error:  # OutputLocationError, --percentile or --dedup options
+        fail(str(error), 2)
+    return input_files
+
+
+def progress_display(input_files: list[str], enabled: bool):
+    """Return a `ProgressDisplay` when enabled, else a context that yields None."""
+    from contextlib import nullcontext
+
+    from pipeline.progress import ProgressDisplay
+
+    return ProgressDisplay(input_files) if enabled else nullcontext()
+
+
+def write_report(output_dir: str) -> str | None:
+    """Write OUT/report.html; warn and skip it when matplotlib is missing."""
+    from pipeline.report import ReportDependencyError, build_report
+
+    try:
+        return build_report(output_dir)
+    except ReportDependencyError as error:
+        logger.warning("no report.html: %s", error)
+        return None
+
+
+def print_summary(output_dir: str, manifest: dict, report_path: str | None = None) -> None:
+    """Print where the output is and what it contains; exit 1 if the counts do not balance."""
     from pipeline import files
     from pipeline.run import THRESHOLDS_FILE
 
     counts = manifest["counts"]
     typer.echo(f"Output: {output_dir}")
+    layout = manifest["layout"]
+    if layout["name"] == "phf":
+        content = f"in the phf layout for {layout['scorer']}"
+    else:
+        content = "with control tokens"
     typer.echo(
-        f"  shards/*.parquet   {counts['documents_written']} documents with control tokens "
+        f"  shards/*.parquet   {counts['documents_written']} documents {content} "
         f"({counts['segments_good']} good, {counts['segments_bad']} bad, "
         f"{counts['segments_blank']} blank segments)"
     )
     thresholds = files.read_json(files.join(output_dir, THRESHOLDS_FILE))
     for name, entry in thresholds.items():
-        threshold = entry["threshold"]
-        fraction = entry["fraction_good"]
-        typer.echo(
-            f"  thresholds.json    {name}: P={entry['percentile']:g} -> threshold "
-            f"{'none' if threshold is None else f'{threshold:.6g}'}, "
-            f"{'-' if fraction is None else f'{fraction:.1%}'} of "
-            f"{entry['num_segments']} segments good"
-        )
+        typer.echo(f"  thresholds.json    {name}: {threshold_summary(entry)}")
+    typer.echo("  special_tokens.json  the control tokens, to add to a tokenizer")
     typer.echo(
         f"  manifest.json      {counts['documents_read']} read, "
         f"{counts['documents_rejected']} rejected (see rejected/), "
         f"{counts['documents_duplicates']} duplicates removed"
     )
+    if report_path:
+        typer.echo("  report.html        plots of scores and labels, and the counts")
     if not counts["balanced"]:
         logger.error("document counts do not balance: %s", counts)
         raise typer.Exit(1)
+
+
+def threshold_summary(entry: dict) -> str:
+    """Format one entry of thresholds.json: rule, threshold and fraction good."""
+    threshold = entry["threshold"]
+    fraction = entry["fraction_good"]
+    if entry["percentile"] is not None:
+        rule = f"P={entry['percentile']:g}"
+    elif entry["preset"]:
+        rule = f"preset {entry['preset']}"
+    else:
+        rule = "fixed"
+    return (
+        f"{rule} -> threshold {'none' if threshold is None else f'{threshold:.6g}'}, "
+        f"{'-' if fraction is None else f'{fraction:.1%}'} of "
+        f"{entry['num_segments']} segments good"
+    )

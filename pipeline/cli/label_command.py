@@ -1,0 +1,64 @@
+"""`annotate label`: new thresholds, tokens or layout for an earlier run, without scoring."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from pipeline.cli.app import UsageError, app, check_beam_args, fail, local_runner
+from pipeline.cli.label_options import with_label_options
+from pipeline.cli.run_command import print_summary
+from schemas.config import LabelOptions
+
+
+@app.command(
+    "label",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    epilog="Any other option is passed to Apache Beam unchanged, as with 'annotate run'.",
+)
+@with_label_options
+def label_command(
+    ctx: typer.Context,
+    run_dir: Annotated[
+        str,
+        typer.Argument(help="Output directory of an earlier 'annotate run' or 'annotate label'."),
+    ],
+    output_dir: Annotated[
+        str, typer.Argument(help="New output directory (local path or gs://, s3://).")
+    ],
+    runner: Annotated[
+        str,
+        typer.Option(help="Beam runner. DirectRunner runs in this process, offline."),
+    ] = "DirectRunner",
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace the output of a different earlier run in OUTPUT_DIR.")
+    ] = False,
+    *,
+    label_options: LabelOptions,
+) -> None:
+    """Relabel an earlier run from its stored segments and scores, without loading any model.
+
+    Reads RUN_DIR/scored/*.parquet (or RUN_DIR/shards/*.parquet), computes the
+    thresholds again and writes shards, thresholds.json, special_tokens.json and
+    manifest.json to OUTPUT_DIR.
+    """
+    from pipeline.relabel import relabel
+    from pipeline.run import OutputConflictError
+
+    try:
+        check_beam_args(ctx.args)
+    except UsageError as error:
+        fail(str(error), 2)
+    try:
+        manifest = relabel(
+            run_dir,
+            output_dir,
+            label_options,
+            ["--runner", runner, *ctx.args],
+            local_runner(runner),
+            overwrite,
+        )
+    except (OutputConflictError, ValueError) as error:
+        fail(str(error), 2)
+    print_summary(output_dir, manifest)

@@ -1,0 +1,158 @@
+"""Relabel an earlier run: new thresholds, tokens or layout from its stored scores.
+
+The scored shards (RUN_DIR/scored/, or RUN_DIR/shards/ when scored/ is gone)
+hold every segment and its scores, so relabelling reads them, computes new
+thresholds and writes new shards without loading any scorer or model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import posixpath
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import apache_beam as beam
+import pyarrow.parquet as pq
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline import files
+from pipeline.run import (
+    MANIFEST_FILE,
+    PROGRESS_DIR,
+    RUN_FILE,
+    build_label_stages,
+    claim_directory,
+    log_fraction_warnings,
+    prepare_label_job,
+)
+from pipeline.score_stage import ShardResult
+from pipeline.shards import SCORED_DIR, SHARDS_DIR
+from schemas.config import LabelOptions
+from schemas.output import SCHEMA_METADATA_KEY, scorer_names_from_schema
+
+logger = logging.getLogger(__name__)
+
+
+class SourceRunError(ValueError):
+    """The directory to relabel is not the complete output of an earlier run."""
+
+
+def find_scored_shards(run_dir: str) -> list[str]:
+    """Return the paths of the shards with segments and scores: scored/, else shards/.
+
+    Raises:
+        SourceRunError: neither directory contains a Parquet shard.
+    """
+    for directory in (SCORED_DIR, SHARDS_DIR):
+        paths = files.match(files.join(run_dir, directory, "*.parquet"))
+        if paths:
+            return paths
+    raise SourceRunError(
+        f"{run_dir} has no scored/*.parquet or shards/*.parquet; pass the output directory "
+        "of an earlier 'annotate run'"
+    )
+
+
+def shard_provenance(path: str) -> dict[str, Any]:
+    """Read the provenance stored in a shard's Parquet metadata, with its scorer names.
+
+    Raises:
+        SourceRunError: the shard has no segments column (the phf layout) or no
+            score column.
+    """
+    with files.open_read(path) as stream:
+        schema = pq.read_schema(stream)
+    if "segments" not in schema.names or not scorer_names_from_schema(schema):
+        raise SourceRunError(
+            f"{path} has no segments and score columns (a phf-layout shard?); relabel "
+            "from a run directory that still has scored/"
+        )
+    stored = json.loads((schema.metadata or {}).get(SCHEMA_METADATA_KEY, b"{}"))
+    known = {scorer["name"]: scorer for scorer in stored.get("scorers", [])}
+    scorers = [
+        known.get(name, {"name": name, "alias": name, "kinds": [], "options": {}})
+        for name in scorer_names_from_schema(schema)
+    ]
+    return dict(stored, scorers=scorers)
+
+
+def carried_counts(manifest: dict) -> dict[str, int]:
+    """Return the counts of the stages before labelling: all counts minus the label counts.
+
+    Raises:
+        SourceRunError: the manifest has no label_counts to subtract.
+    """
+    if "label_counts" not in manifest:
+        raise SourceRunError(
+            "the manifest.json of the run to relabel has no label_counts; rerun it with "
+            "this version of 'annotate run'"
+        )
+    counts = dict(manifest["all_counts"])
+    for key, value in manifest["label_counts"].items():
+        counts[key] = counts.get(key, 0) - value
+    return {key: value for key, value in counts.items() if value}
+
+
+def relabel(
+    run_dir: str,
+    output_dir: str,
+    options: LabelOptions,
+    beam_args: Sequence[str] = (),
+    runner: Any = None,
+    overwrite: bool = False,
+) -> dict:
+    """Write new shards, thresholds.json, special_tokens.json and manifest.json to `output_dir`.
+
+    The manifest keeps the document counts of the earlier run (read, rejected,
+    removed as duplicates), so its accounting still balances.
+
+    Raises:
+        SourceRunError: `run_dir` is not the complete output of an earlier run,
+            or is `output_dir` itself.
+        ValueError: an option does not fit the earlier run's scorers.
+        OutputConflictError: `output_dir` contains another run and `overwrite` is False.
+    """
+    run_dir, output_dir = run_dir.rstrip("/"), output_dir.rstrip("/")
+    if posixpath.normpath(run_dir) == posixpath.normpath(output_dir):
+        raise SourceRunError("the output directory must differ from the run directory")
+    paths = find_scored_shards(run_dir)
+    manifest_path = files.join(run_dir, MANIFEST_FILE)
+    if not files.exists(manifest_path):
+        raise SourceRunError(f"{manifest_path} is missing; the run to relabel did not finish")
+    source = files.read_json(manifest_path)
+    carried = carried_counts(source)
+    stamp = shard_provenance(paths[0])
+    stamp.setdefault("packages", source.get("packages", {}))
+    config = dict(source["config"], output_dir=output_dir, label=dataclasses.asdict(options))
+    job = prepare_label_job(output_dir, options, stamp, config["read"]["id_field"])
+    claim_directory(output_dir, _claim_record(run_dir, config), overwrite)
+
+    summary = {
+        "config": config,
+        "provenance": job.provenance,
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "input_files": source["input_files"],
+        "relabelled_from": run_dir,
+    }
+    shards = [ShardResult(posixpath.basename(path)[: -len(".parquet")], path) for path in paths]
+    logger.info("relabelling %d shard(s) of %s into %s", len(shards), run_dir, output_dir)
+    with beam.Pipeline(runner=runner, options=PipelineOptions(list(beam_args))) as pipeline:
+        scored = pipeline | "ScoredShards" >> beam.Create(shards)
+        upstream = pipeline | "CarriedCounts" >> beam.Create([carried])
+        build_label_stages(pipeline, scored, upstream, job, summary)
+    log_fraction_warnings(output_dir)
+    return files.read_json(files.join(output_dir, MANIFEST_FILE))
+
+
+def _claim_record(run_dir: str, config: dict) -> dict:
+    run_file = files.join(run_dir, PROGRESS_DIR, RUN_FILE)
+    source = files.read_json(run_file).get("fingerprint") if files.exists(run_file) else None
+    data = {"source": run_dir, "source_fingerprint": source, "label": config["label"]}
+    encoded = json.dumps(data, sort_keys=True, default=str).encode()
+    fingerprint = hashlib.sha256(encoded).hexdigest()[:16]
+    return {"fingerprint": fingerprint, "config": config, "relabelled_from": run_dir}
