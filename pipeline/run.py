@@ -559,12 +559,11 @@ def run_pipeline(
     claim_output_dir(config, scorers, overwrite, command)
     options = PipelineOptions(list(beam_args))
     logger.info("annotating %d input file(s) into %s", len(input_files), config.output_dir)
-    pipeline = beam.Pipeline(runner=runner, options=options)
-    build(pipeline, config, scorers, input_files)
-    result = pipeline.run()
-    result.wait_until_finish()
-    log_work_done(result)
-    return result
+    with beam.Pipeline(runner=runner, options=options) as pipeline:
+        build(pipeline, config, scorers, input_files)
+    # Leaving the block runs the pipeline to the end and stores its result.
+    log_work_done(pipeline.result)
+    return pipeline.result
 
 
 def log_work_done(result: PipelineResult) -> None:
