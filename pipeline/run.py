@@ -145,7 +145,7 @@ def claim_directory(output_dir: str, record: dict, overwrite: bool) -> None:
         logger.info("resuming the run in %s; completed shards are skipped", output_dir)
         _remove_temporary_files(output_dir)
     elif _existing_output(output_dir):
-        # Shards without a run record cannot be told apart from this run's.
+        # Shards without a run record cannot be distinguished from this run's.
         raise OutputConflictError(
             f"{output_dir} contains {_existing_output(output_dir)} but no record of the run "
             "that wrote it; choose another output directory, or pass --overwrite to replace it"
@@ -289,7 +289,7 @@ def build_score_stages(
 
 
 def sum_score_counts(scored: beam.PCollection) -> beam.PCollection:
-    """One dict of the counts of all scored shards."""
+    """Sum the counts of all scored shards into one dict."""
     return (
         scored
         | "ScoreCounts" >> beam.Map(lambda shard: shard.counts)
@@ -300,7 +300,7 @@ def sum_score_counts(scored: beam.PCollection) -> beam.PCollection:
 def run_summary(
     config: RunConfig, config_file: str | None, stamp: dict[str, Any], input_files: list[str]
 ) -> dict[str, Any]:
-    """Config, provenance, start time and input file count, for the manifest."""
+    """Collect the config, provenance, start time and input file count for the manifest."""
     bands, rows = dedup_bands(config)
     return {
         "config": config.to_dict(),
@@ -543,8 +543,8 @@ def run_pipeline(
 ) -> PipelineResult:
     """Check the inputs, claim the output directory, build the pipeline with `build` and run it.
 
-    Returns Beam's result, whose counters tell how often the scorer models
-    were loaded and how many completed shards were skipped.
+    Returns Beam's result, whose counters count the loads of the scorer models
+    and the completed shards that were skipped.
 
     Raises:
         ValueError: an invalid option, or an output directory that overlaps the
