@@ -88,5 +88,19 @@ def match(pattern: str) -> list[str]:
     return sorted(m.path for m in results[0].metadata_list)
 
 
+def remove(path: str) -> None:
+    """Delete a file or a directory with its content; nothing happens if it does not exist."""
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+
+
+def remove_temporary_files(directory: str) -> int:
+    """Delete the temporary files that `AtomicFile` left in `directory`; returns how many."""
+    paths = match(join(directory, ".*.tmp"))
+    if paths:
+        FileSystems.delete(paths)
+    return len(paths)
+
+
 def open_read(path: str) -> IO[bytes]:
     return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import apache_beam as beam
 import pyarrow as pa
+from apache_beam.metrics import Metrics
 
 from pipeline import files
 from pipeline.label import BAD, GOOD, TokenWriter, scorer_label
@@ -26,6 +27,7 @@ from schemas.output import labelled_schema, score_column
 logger = logging.getLogger(__name__)
 
 LABEL_STAGE = "label"
+LABELLED_SHARDS_SKIPPED = "labelled_shards_skipped"
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class LabelShardFn(beam.DoFn):
             stored = files.read_json(marker)
             if stored.get("plan") == plan:
                 logger.info("skipping labelled shard %s", scored.name)
+                Metrics.counter(METRICS_NAMESPACE, LABELLED_SHARDS_SKIPPED).inc()
                 yield stored["counts"]
                 return
         path = files.join(self.job.output_dir, SHARDS_DIR, f"{scored.name}.parquet")

@@ -1,6 +1,7 @@
-"""Read JSON Lines documents, one record per line, through Beam's FileSystems.
+"""Read documents from JSON Lines (one record per line) and Parquet files, through Beam's
+FileSystems.
 
-Every non-blank line read ends as exactly one `Document` or one `Rejection`,
+Every non-blank line or Parquet row read ends as exactly one `Document` or one `Rejection`,
 so the accounting of a run can balance: documents read = written + rejected.
 Blank lines and damaged compressed files are reported as `InputIssue`s, which
 are not documents.
@@ -8,8 +9,10 @@ are not documents.
 
 from __future__ import annotations
 
+import base64
 import bz2
 import codecs
+import datetime
 import json
 import logging
 import lzma
@@ -19,6 +22,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
@@ -35,7 +40,14 @@ INPUT_SUFFIXES = (
     ".jsonl.zst",
     ".gz",
     ".zst",
+    ".parquet",
 )
+
+PARQUET_SUFFIX = ".parquet"
+
+# Parquet rows converted to documents at a time; Arrow reads one row group's
+# column chunks at a time, so memory also grows with the row group size.
+PARQUET_BATCH_ROWS = 1024
 
 REPLACEMENT_CHARACTER = "\ufffd"
 
@@ -108,7 +120,7 @@ def list_input_files(inputs: str) -> list[str]:
     if not paths:
         raise FileNotFoundError(
             f"no input files match {inputs!r}; pass a JSON Lines file (.jsonl, .jsonl.gz, "
-            ".jsonl.zst), a glob, or a directory holding such files"
+            ".jsonl.zst), a Parquet file (.parquet), a glob, or a directory holding such files"
         )
     return sorted(paths)
 
@@ -128,8 +140,12 @@ def read_records(path: str, options: ReadOptions) -> Iterator[Document | Rejecti
     Damage in a compressed file ends the reading of that file. The lines before
     the damage are read. A line cut off by the damage becomes a Rejection with
     reason ``truncated_line`` unless it still parses. An InputIssue with reason
-    `DAMAGED_INPUT` comes last.
+    `DAMAGED_INPUT` comes last. A Parquet file gives one Document or Rejection
+    per row (see `read_parquet`).
     """
+    if is_parquet(path):
+        yield from read_parquet(path, options)
+        return
     try:
         for line_number, raw in read_lines(path):
             if raw.strip():
@@ -376,3 +392,85 @@ def metadata_json(metadata: dict[str, Any]) -> str:
     if _has_lone_surrogate(text):
         return json.dumps(metadata, ensure_ascii=True, sort_keys=True)
     return text
+
+
+def is_parquet(path: str) -> bool:
+    return path.lower().endswith(PARQUET_SUFFIX)
+
+
+def read_parquet(path: str, options: ReadOptions) -> Iterator[Document | Rejection | InputIssue]:
+    """Yield one Document or Rejection per row of a Parquet file, streamed in batches of rows.
+
+    The column `options.text_field` is the text and `options.id_field` the id, and
+    every other column becomes metadata. Rows are numbered from 1 in `input_line`.
+    A file that is not Parquet or is corrupt ends with an InputIssue with reason
+    `DAMAGED_INPUT`, after every row read before the damage.
+    """
+    row_number = 0
+    try:
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+            for batch in pq.ParquetFile(stream).iter_batches(batch_size=PARQUET_BATCH_ROWS):
+                for row in batch.to_pylist():
+                    row_number += 1
+                    yield parse_row(row, path, row_number, options)
+    except (pa.ArrowException, OSError) as error:
+        message = (
+            f"{path}: the Parquet data is damaged ({type(error).__name__}: {error}); "
+            f"{row_number} rows were read before the damage, the rest of the file was not"
+        )
+        logger.error("%s", message)
+        yield InputIssue(DAMAGED_INPUT, message, path, row_number)
+
+
+def parse_row(
+    row: dict[str, Any], path: str, row_number: int, options: ReadOptions
+) -> Document | Rejection:
+    """Turn one Parquet row into a Document, or a Rejection naming what is wrong with it.
+
+    Text in a binary column is decoded as UTF-8, with the bytes that are not
+    valid UTF-8 decoded as Windows-1252 (as `parse_record` repairs lines), and
+    ids are checked as in `parse_record`.
+    """
+    record = {str(key): _json_value(value) for key, value in row.items()}
+
+    def reject(reason: str, detail: str) -> Rejection:
+        text = json.dumps(record, ensure_ascii=False, sort_keys=True)
+        return Rejection(reason, detail, path, row_number, text)
+
+    repairs: list[str] = []
+    text = row.get(options.text_field)
+    if text is None:
+        return reject("missing_text", f"column {options.text_field!r} is missing or null")
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            text = text.decode("utf-8", errors=CP1252_FALLBACK)
+            repairs.append(REPAIR_CP1252)
+    if not isinstance(text, str):
+        kind = type(text).__name__
+        return reject("text_not_string", f"column {options.text_field!r} is a {kind}, not text")
+    record.pop(options.text_field)
+    given_id = record.pop(options.id_field, None)
+    doc_id = _document_id(given_id)
+    if doc_id is None:
+        doc_id = f"{posixpath.basename(path)}:{row_number}"
+        if given_id is not None:
+            record[options.id_field] = given_id
+            repairs.append(REPAIR_INVALID_ID)
+    return Document(doc_id, text, record, path, row_number, repairs)
+
+
+def _json_value(value: Any) -> Any:
+    """Convert an Arrow value to JSON types: dates and times as ISO 8601, bytes as base64."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, dict):
+        return {str(key): _json_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(item) for item in value]
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    return str(value)

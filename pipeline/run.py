@@ -7,24 +7,32 @@ import json
 import logging
 import platform
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.runner import PipelineResult
 
 from pipeline import files
 from pipeline.dedup import lsh_parameters
 from pipeline.dedup_stage import AttachDuplicates
 from pipeline.label import ESCAPE_CHARACTER, check_control_tokens, control_tokens
-from pipeline.label_stage import LabelJob, LabelShardFn
+from pipeline.label_stage import LABEL_STAGE, LABELLED_SHARDS_SKIPPED, LabelJob, LabelShardFn
 from pipeline.locations import check_output_location
 from pipeline.phf_layout import MergeFieldKinds, meta_fields, shard_field_kinds
 from pipeline.read import list_input_files
-from pipeline.score_stage import ScoreFileFn
-from pipeline.shards import DUPLICATES_DIR, PROGRESS_DIR
+from pipeline.score_stage import (
+    METRICS_NAMESPACE,
+    SCORE_STAGE,
+    SCORED_SHARDS_SKIPPED,
+    SCORER_SETUPS,
+    ScoreFileFn,
+)
+from pipeline.shards import DUPLICATES_DIR, PROGRESS_DIR, REJECTED_DIR, SCORED_DIR, SHARDS_DIR
 from pipeline.thresholds import (
     ComputeQuantiles,
     bucket_edges,
@@ -42,6 +50,13 @@ THRESHOLDS_FILE = "thresholds.json"
 MANIFEST_FILE = "manifest.json"
 SPECIAL_TOKENS_FILE = "special_tokens.json"
 RUN_FILE = "run.json"
+SUMMARIES_DIR = "summaries"
+REPORT_FILE = "report.html"
+
+# Directories and files this tool writes into an output directory.
+OUTPUT_DIRS = (SHARDS_DIR, SCORED_DIR, REJECTED_DIR, DUPLICATES_DIR, PROGRESS_DIR)
+OUTPUT_NAMES = (*OUTPUT_DIRS, THRESHOLDS_FILE, MANIFEST_FILE, SPECIAL_TOKENS_FILE)
+PROGRESS_STAGES = (SCORE_STAGE, LABEL_STAGE)
 
 REPORTED_PACKAGES = (
     "feedback-annotate", "apache-beam", "pyarrow", "spacy", "detoxify", "torch",
@@ -82,29 +97,45 @@ def provenance(config: RunConfig, scorers: Sequence[Scorer]) -> dict[str, Any]:
     }
 
 
-def config_fingerprint(config: RunConfig, scorers: Sequence[Scorer]) -> str:
-    """Hash of everything that decides a shard's content; a rerun must match it to resume."""
+def config_fingerprint(config: RunConfig, scorers: Sequence[Scorer], command: str = "run") -> str:
+    """Hash of everything that decides a shard's content; a rerun must match it to resume.
+
+    `command` keeps the output of `annotate score` and `annotate run` apart, because
+    they write different files into their output directories.
+    """
     data = {"config": config.to_dict(), "scorers": [s.name for s in scorers]}
     data["config"].pop("output_dir")
+    data["command"] = command
     encoded = json.dumps(data, sort_keys=True, default=str).encode()
     return hashlib.sha256(encoded).hexdigest()[:16]
 
 
-def claim_output_dir(config: RunConfig, scorers: Sequence[Scorer], overwrite: bool) -> None:
+def claim_output_dir(
+    config: RunConfig, scorers: Sequence[Scorer], overwrite: bool, command: str = "run"
+) -> None:
     """Record this run's fingerprint in OUT, refusing a directory that holds another run."""
-    record = {"fingerprint": config_fingerprint(config, scorers), "config": config.to_dict()}
+    record = {
+        "fingerprint": config_fingerprint(config, scorers, command),
+        "command": command,
+        "config": config.to_dict(),
+    }
     claim_directory(config.output_dir, record, overwrite)
 
 
 def claim_directory(output_dir: str, record: dict, overwrite: bool) -> None:
     """Write `record` (with its "fingerprint") to OUT/_progress/run.json.
 
+    A resumed run first deletes the temporary files that a killed attempt left.
+
     Raises:
-        OutputConflictError: OUT contains a run with another fingerprint and
-            `overwrite` is False.
+        OutputConflictError: OUT contains a run with another fingerprint, or
+            output without a run record, and `overwrite` is False.
     """
     run_file = files.join(output_dir, PROGRESS_DIR, RUN_FILE)
-    if files.exists(run_file) and not overwrite:
+    if overwrite:
+        if files.exists(output_dir):
+            _clear_output(output_dir)
+    elif files.exists(run_file):
         stored = files.read_json(run_file)
         if stored.get("fingerprint") != record["fingerprint"]:
             raise OutputConflictError(
@@ -112,22 +143,41 @@ def claim_directory(output_dir: str, record: dict, overwrite: bool) -> None:
                 "choose another output directory, or pass --overwrite to replace it"
             )
         logger.info("resuming the run in %s; completed shards are skipped", output_dir)
-    elif overwrite and files.exists(output_dir):
-        _clear_output(output_dir)
+        _remove_temporary_files(output_dir)
+    elif _existing_output(output_dir):
+        # Shards without a run record cannot be distinguished from this run's.
+        raise OutputConflictError(
+            f"{output_dir} contains {_existing_output(output_dir)} but no record of the run "
+            "that wrote it; choose another output directory, or pass --overwrite to replace it"
+        )
     files.write_json(run_file, record)
+
+
+def _existing_output(output_dir: str) -> str | None:
+    """Name of the first output file or directory of this tool found in `output_dir`."""
+    for name in OUTPUT_NAMES:
+        if files.exists(files.join(output_dir, name)):
+            return name
+    return None
+
+
+def _remove_temporary_files(output_dir: str) -> None:
+    """Delete the temporary files of shards and markers that a killed attempt left behind."""
+    directories = [output_dir, *(files.join(output_dir, name) for name in OUTPUT_DIRS)]
+    directories += [files.join(output_dir, PROGRESS_DIR, stage) for stage in PROGRESS_STAGES]
+    removed = sum(files.remove_temporary_files(directory) for directory in directories)
+    if removed:
+        logger.info("removed %d temporary file(s) of an interrupted attempt", removed)
 
 
 def _clear_output(output_dir: str) -> None:
     from apache_beam.io.filesystems import FileSystems
 
-    names = (
-        "shards", "scored", "rejected", DUPLICATES_DIR, PROGRESS_DIR, THRESHOLDS_FILE,
-        MANIFEST_FILE, SPECIAL_TOKENS_FILE,
-    )  # fmt: skip
-    for name in names:
+    for name in (*OUTPUT_NAMES, REPORT_FILE):
         path = files.join(output_dir, name)
         if FileSystems.exists(path):
             FileSystems.delete([path])
+    files.remove_temporary_files(output_dir)
 
 
 def merge_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:
@@ -208,33 +258,58 @@ def build_pipeline(
     """
     stamp = provenance(config, scorers)
     job = prepare_label_job(config.output_dir, config.label, stamp, config.read.id_field)
+    scored = build_score_stages(pipeline, config, scorers, input_files, stamp, progress_dir)
+    score_counts = sum_score_counts(scored)
+    damaged_inputs = (
+        scored
+        | "DamagedInputs" >> beam.FlatMap(lambda shard: shard.damaged_inputs)
+        | "ListDamagedInputs" >> beam.combiners.ToList()
+    )
+    summary = run_summary(config, config_file, job.provenance, input_files)
+    build_label_stages(pipeline, scored, score_counts, job, summary, damaged_inputs)
+
+
+def build_score_stages(
+    pipeline: beam.Pipeline,
+    config: RunConfig,
+    scorers: Sequence[Scorer],
+    input_files: list[str],
+    stamp: dict[str, Any],
+    progress_dir: str | None = None,
+) -> beam.PCollection:
+    """Add duplicate removal and scoring; returns the ShardResult of every scored shard."""
     bands, rows = dedup_bands(config)
-    scored = (
+    return (
         pipeline
         | "InputFiles" >> beam.Create(input_files)
         | "Duplicates" >> AttachDuplicates(config.read, config.dedup, bands, rows)
         | "SpreadFiles" >> beam.Reshuffle()
         | "Score" >> beam.ParDo(ScoreFileFn(config, scorers, stamp, progress_dir))
     )
-    score_counts = (
+
+
+def sum_score_counts(scored: beam.PCollection) -> beam.PCollection:
+    """Sum the counts of all scored shards into one dict."""
+    return (
         scored
         | "ScoreCounts" >> beam.Map(lambda shard: shard.counts)
         | "SumScoreCounts" >> beam.CombineGlobally(merge_counts)
     )
-    damaged_inputs = (
-        scored
-        | "DamagedInputs" >> beam.FlatMap(lambda shard: shard.damaged_inputs)
-        | "ListDamagedInputs" >> beam.combiners.ToList()
-    )
-    summary = {
+
+
+def run_summary(
+    config: RunConfig, config_file: str | None, stamp: dict[str, Any], input_files: list[str]
+) -> dict[str, Any]:
+    """Collect the config, provenance, start time and input file count for the manifest."""
+    bands, rows = dedup_bands(config)
+    return {
         "config": config.to_dict(),
         "config_file": config_file,
-        "provenance": job.provenance,
+        "provenance": stamp,
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "input_files": len(input_files),
         "dedup_lsh": {"bands": bands, "rows": rows} if config.dedup.method == "minhash" else None,
     }
-    build_label_stages(pipeline, scored, score_counts, job, summary, damaged_inputs)
 
 
 def dedup_bands(config: RunConfig) -> tuple[int, int]:
@@ -274,6 +349,7 @@ def build_label_stages(
         job.scorer_names,
         job.options.percentile_weight == "characters",
         job.options.quantile_epsilon,
+        summaries_dir(job.output_dir),
     )
     side_inputs = {"quantiles": beam.pvalue.AsDict(quantiles)}
     if job.options.layout == "phf":
@@ -366,7 +442,13 @@ def write_run_files(
         manifest["relabelled_from"] = summary["relabelled_from"]
 
     files.write_json(files.join(output_dir, MANIFEST_FILE), manifest)
+    files.remove(summaries_dir(output_dir))
     return manifest
+
+
+def summaries_dir(output_dir: str) -> str:
+    """Directory of the percentile summaries, which are deleted once the run files exist."""
+    return files.join(output_dir, PROGRESS_DIR, SUMMARIES_DIR)
 
 
 def thresholds_table(rules: dict, plan: dict, label_counts: dict, weight: str) -> dict:
@@ -439,16 +521,68 @@ def run(
         OutputConflictError: the output directory holds another run's output.
     """
     scorers = build_scorers(config)
-    dedup_bands(config)
     prepare_label_job(
         config.output_dir, config.label, provenance(config, scorers), config.read.id_field
     )
+
+    def build(pipeline, config, scorers, input_files):
+        build_pipeline(pipeline, config, scorers, input_files, progress_dir, config_file)
+
+    run_pipeline(config, build, beam_args, runner, overwrite)
+    log_fraction_warnings(config.output_dir)
+    return files.read_json(files.join(config.output_dir, MANIFEST_FILE))
+
+
+def run_pipeline(
+    config: RunConfig,
+    build: Callable[[beam.Pipeline, RunConfig, Sequence[Scorer], list[str]], None],
+    beam_args: Sequence[str] = (),
+    runner: Any = None,
+    overwrite: bool = False,
+    command: str = "run",
+) -> PipelineResult:
+    """Check the inputs, claim the output directory, build the pipeline with `build` and run it.
+
+    Returns Beam's result, whose counters count the loads of the scorer models
+    and the completed shards that were skipped.
+
+    Raises:
+        ValueError: an invalid option, or an output directory that overlaps the
+            input (OutputLocationError), found before any work starts.
+        FileNotFoundError: no input file matches `config.inputs`.
+        OutputConflictError: the output directory holds another run's output.
+    """
+    scorers = build_scorers(config)
+    dedup_bands(config)
     input_files = list_input_files(config.inputs)
     check_output_location(config.inputs, input_files, config.output_dir)
-    claim_output_dir(config, scorers, overwrite)
+    claim_output_dir(config, scorers, overwrite, command)
     options = PipelineOptions(list(beam_args))
     logger.info("annotating %d input file(s) into %s", len(input_files), config.output_dir)
     with beam.Pipeline(runner=runner, options=options) as pipeline:
-        build_pipeline(pipeline, config, scorers, input_files, progress_dir, config_file)
-    log_fraction_warnings(config.output_dir)
-    return files.read_json(files.join(config.output_dir, MANIFEST_FILE))
+        build(pipeline, config, scorers, input_files)
+    # Leaving the block runs the pipeline to the end and stores its result.
+    log_work_done(pipeline.result)
+    return pipeline.result
+
+
+def log_work_done(result: PipelineResult) -> None:
+    """Log how often scorer models were loaded and how many completed shards were skipped."""
+    counters = work_counters(result)
+    logger.info(
+        "scorer models were loaded %d time(s); %d scored and %d labelled shard(s) were "
+        "complete already and were skipped",
+        counters.get(SCORER_SETUPS, 0),
+        counters.get(SCORED_SHARDS_SKIPPED, 0),
+        counters.get(LABELLED_SHARDS_SKIPPED, 0),
+    )
+
+
+def work_counters(result: PipelineResult) -> dict[str, int]:
+    """This tool's Beam counters from a finished pipeline, by name, summed over steps."""
+    query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
+    totals: Counter[str] = Counter()
+    for counter in query["counters"]:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        totals[counter.key.metric.name] += value or 0
+    return dict(totals)

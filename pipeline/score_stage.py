@@ -48,6 +48,11 @@ SCORE_STAGE = "score"
 # Counters of DocumentScorer that count segments, one per segment kind.
 SEGMENT_COUNTS = tuple(f"segments_{kind}" for kind in SEGMENT_KINDS)
 
+# Beam counters of the work done by one attempt, as opposed to the counts of a
+# shard, which are stored in its marker and are the same in every attempt.
+SCORER_SETUPS = "scorer_setups"
+SCORED_SHARDS_SKIPPED = "scored_shards_skipped"
+
 
 @dataclass
 class ShardResult:
@@ -92,6 +97,7 @@ class ScoreFileFn(beam.DoFn):
     def setup(self) -> None:
         self._scorer = DocumentScorer(self.scorers, self.config.segment, self.config.fail_fast)
         self._scorer.setup()
+        self._setup_counted = False
         if self.progress_dir:
             self._progress = ProgressWriter(self.progress_dir)
 
@@ -105,6 +111,10 @@ class ScoreFileFn(beam.DoFn):
 
     def process(self, element: tuple[str, Mapping[int, DocumentKey]]) -> Iterator[ShardResult]:
         input_file, duplicates = element
+        if not self._setup_counted:
+            # Counted here because Beam keeps no counters during setup.
+            Metrics.counter(METRICS_NAMESPACE, SCORER_SETUPS).inc()
+            self._setup_counted = True
         for index, items in _chunks(input_file, self.config):
             name = shard_name(input_file, index)
             marker = marker_path(self.config.output_dir, SCORE_STAGE, name)
@@ -212,6 +222,7 @@ def _damage_entries(batch: Sequence[Document | Rejection | InputIssue]) -> Itera
 def _completed(name: str, marker: str) -> ShardResult:
     stored = files.read_json(marker)
     logger.info("skipping completed shard %s", name)
+    Metrics.counter(METRICS_NAMESPACE, SCORED_SHARDS_SKIPPED).inc()
     damaged = stored.get("damaged_inputs", [])
     return ShardResult(name, stored["path"], stored["counts"], skipped=True, damaged_inputs=damaged)
 

@@ -1,7 +1,8 @@
 """Global thresholds: the P-th percentile of each scorer's segment scores, or a fixed value.
 
 Percentiles are taken over all scored segments of the run, across every
-shard and worker, with Beam's approximate quantiles in one pass.
+shard and worker, with the summaries of Beam's `ApproximateQuantilesCombineFn`
+(Manku, Rajagopalan and Lindsay's algorithm) in one pass over the scores.
 
 The exact P-th percentile of n scores is the nearest-rank one: the score of
 rank ceil(P / 100 * n) in ascending order (rank 1 for P = 0), which is the
@@ -9,6 +10,23 @@ smallest score with at least P % of the scores at or below it. Weighted by
 characters, it is the smallest score with at least P % of the characters in
 segments at or below it. Beam returns a score whose rank is within
 `epsilon * n` of that rank (see `rank_error`).
+
+Beam's combiner returns a result that depends on the order in which it adds
+and merges its inputs once its buffers start to collapse. With the default
+epsilon of 0.001 that happens above 17 buffers of 15,259 scores, so above
+259,403 scores per scorer. A runner chooses that order anew on every run, so a
+resumed run could get other thresholds than an uninterrupted one. Here the
+order is fixed instead: each shard gets its own summary, built from its rows
+in file order, and the summaries are merged in a tree over the shards sorted
+by path, each merge with a fresh combiner. The quantiles are then a function
+of the scored shards alone, whichever runner, worker count or attempt
+produced them.
+
+Every shard's summary contains at most (17 + 1) * 15,259 scores per scorer, or
+all of its scores when it has fewer. Given a work directory, summaries are
+written there as files and only their paths go through the shuffle, because
+Beam's local runner keeps shuffled data in memory, where the summaries of a
+large corpus would grow with it.
 """
 
 from __future__ import annotations
@@ -16,14 +34,17 @@ from __future__ import annotations
 import bisect
 import logging
 import math
-from collections.abc import Iterator, Mapping, Sequence
+import pickle
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam.transforms.stats import ApproximateQuantilesCombineFn
 
+from pipeline import files
 from pipeline.shards import iter_shard_batches
 from schemas.config import THRESHOLD_PRESETS, LabelOptions
 from schemas.output import score_column
@@ -36,6 +57,19 @@ QUANTILE_STEPS = 10_000
 
 # Rows read from a shard at a time, to bound a worker's memory.
 BATCH_ROWS = 65_536
+
+# Summaries merged together at each level of the merge tree. A summary holds
+# up to about 275,000 scores with epsilon 0.001, so one merge keeps up to
+# MERGE_FAN_IN times that many floats in memory.
+MERGE_FAN_IN = 16
+
+# Levels of the merge tree before the final merge: up to 16**4 = 65,536 shards
+# reach the final merge as at most 16 summaries. With more shards the final
+# merge takes more inputs, which stays deterministic but needs more memory.
+MERGE_LEVELS = 4
+
+# A summary of one scorer's scores; opaque outside this module.
+Summary = Any
 
 
 @dataclass(frozen=True)
@@ -168,28 +202,151 @@ def quantiles_combine_fn(weighted: bool, epsilon: float) -> ApproximateQuantiles
     )
 
 
+def shard_summaries(
+    path: str, scorer_names: Sequence[str], weighted: bool, epsilon: float
+) -> Iterator[tuple[str, Summary]]:
+    """Yield (scorer name, summary of its scores) for one scored shard.
+
+    The shard is read in batches of rows in file order, each summary with its
+    own new combiner, so a summary depends only on the shard's content.
+    Scorers without scores in the shard yield nothing.
+    """
+    combiners = {name: quantiles_combine_fn(weighted, epsilon) for name in scorer_names}
+    summaries = {name: combiner.create_accumulator() for name, combiner in combiners.items()}
+    for name, item in score_batches(path, scorer_names, weighted):
+        summaries[name] = combiners[name].add_input(summaries[name], item)
+    for name, summary in summaries.items():
+        if not summary.is_empty():
+            yield name, summary
+
+
+def merge_in_order(
+    summaries: Iterable[tuple[int, Summary]], weighted: bool, epsilon: float
+) -> Summary:
+    """Merge (position, summary) pairs in the order of their positions, with a new combiner.
+
+    A combiner alternates between rounding up and down when it collapses
+    buffers and keeps that state between calls, so a reused combiner would make
+    the result depend on what it did before.
+    """
+    ordered = sorted(summaries, key=lambda item: item[0])
+    if len(ordered) == 1:
+        return ordered[0][1]
+    combiner = quantiles_combine_fn(weighted, epsilon)
+    return combiner.merge_accumulators(summary for _, summary in ordered)
+
+
+class SummaryStore:
+    """Storage of summaries between merge steps: the shuffle itself, or files in `work_dir`.
+
+    File names are derived from the scorer and the summary's place in the merge
+    tree, so a rerun overwrites the files of an earlier attempt.
+    """
+
+    def __init__(self, work_dir: str | None) -> None:
+        self.work_dir = work_dir
+
+    def put(self, name: str, level: str, position: int, summary: Summary) -> Any:
+        if self.work_dir is None:
+            return summary
+        path = files.join(self.work_dir, f"{name}-{level}-{position:09d}.pickle")
+        data = pickle.dumps(summary, protocol=pickle.HIGHEST_PROTOCOL)
+        files.write_atomically(path, lambda stream: stream.write(data))
+        return path
+
+    def get(self, stored: Any) -> Summary:
+        if self.work_dir is None:
+            return stored
+        with files.open_read(stored) as stream:
+            # The file was written by `put` in this run, so unpickling it is safe.
+            return pickle.loads(stream.read())
+
+
+@dataclass(frozen=True)
+class _MergeSettings:
+    scorer_names: tuple[str, ...]
+    weighted: bool
+    epsilon: float
+    store: SummaryStore
+
+
+def _rank_paths(paths: list[str]) -> dict[str, int]:
+    return {path: rank for rank, path in enumerate(sorted(paths))}
+
+
+def _summarize(path: str, ranks: dict[str, int], settings: _MergeSettings):
+    rank = ranks[path]
+    summaries = shard_summaries(path, settings.scorer_names, settings.weighted, settings.epsilon)
+    for name, summary in summaries:
+        yield (name, rank), settings.store.put(name, "shard", rank, summary)
+
+
+def _regroup(item, fan_in: int | None):
+    (name, position), summary = item
+    group = 0 if fan_in is None else position // fan_in
+    return (name, group), (position, summary)
+
+
+def _merge_group(item, settings: _MergeSettings, level: str):
+    (name, group), members = item
+    members = sorted(members, key=lambda member: member[0])
+    if len(members) == 1:
+        return (name, group), members[0][1]
+    loaded = ((position, settings.store.get(stored)) for position, stored in members)
+    merged = merge_in_order(loaded, settings.weighted, settings.epsilon)
+    return (name, group), settings.store.put(name, level, group, merged)
+
+
+def _extract(item, settings: _MergeSettings):
+    (name, _), stored = item
+    combiner = quantiles_combine_fn(settings.weighted, settings.epsilon)
+    return name, combiner.extract_output(settings.store.get(stored))
+
+
 class ComputeQuantiles(beam.PTransform):
     """Shard paths in; (scorer name, QUANTILE_STEPS + 1 quantiles) out, for scorers with scores.
+
+    The result does not depend on the order or grouping of the input paths.
 
     Args:
         scorer_names: scorers whose columns are read.
         weighted: weight each score by its segment's length in characters.
         epsilon: allowed rank error as a fraction of the number (or total weight) of scores.
+        work_dir: directory for the summary files; None sends the summaries
+            themselves through the shuffle.
     """
 
-    def __init__(self, scorer_names: Sequence[str], weighted: bool, epsilon: float) -> None:
+    def __init__(
+        self,
+        scorer_names: Sequence[str],
+        weighted: bool,
+        epsilon: float,
+        work_dir: str | None = None,
+    ) -> None:
         super().__init__()
-        self.scorer_names = list(scorer_names)
-        self.weighted = weighted
-        self.epsilon = epsilon
+        self.settings = _MergeSettings(
+            tuple(scorer_names), weighted, epsilon, SummaryStore(work_dir)
+        )
 
     def expand(self, shard_paths):
-        combine = quantiles_combine_fn(self.weighted, self.epsilon)
-        return (
+        settings = self.settings
+        ranks = (
             shard_paths
-            | "ReadScores" >> beam.FlatMap(score_batches, self.scorer_names, self.weighted)
-            | "Quantiles" >> beam.CombinePerKey(combine)
+            | "CollectPaths" >> beam.combiners.ToList()
+            | "RankPaths" >> beam.Map(_rank_paths)
         )
+        summaries = shard_paths | "Summarize" >> beam.FlatMap(
+            _summarize, beam.pvalue.AsSingleton(ranks), settings
+        )
+        for level in [*range(MERGE_LEVELS), "Final"]:
+            fan_in = MERGE_FAN_IN if level != "Final" else None
+            summaries = (
+                summaries
+                | f"Regroup{level}" >> beam.Map(_regroup, fan_in)
+                | f"Group{level}" >> beam.GroupByKey()
+                | f"Merge{level}" >> beam.Map(_merge_group, settings, f"level{level}")
+            )
+        return summaries | "Extract" >> beam.Map(_extract, settings)
 
 
 def fraction_warning(name: str, entry: Mapping) -> str | None:

@@ -7,6 +7,7 @@ from pipeline.cli import (  # noqa: F401  (each module registers its command)
     label_command,
     report_command,
     run_command,
+    score_command,
     scorers_command,
 )
 from pipeline.cli.app import app

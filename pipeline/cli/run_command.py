@@ -23,6 +23,29 @@ from pipeline.cli.config_file import (
     merge_beam_arguments,
 )
 from pipeline.cli.label_options import with_label_options
+from pipeline.cli.run_options import (
+    RUN,
+    Dedup,
+    DedupNgram,
+    DedupNumPerm,
+    DedupSeed,
+    DedupThreshold,
+    DocsPerShard,
+    FailFast,
+    IdField,
+    Inputs,
+    Kind,
+    LanguageField,
+    OutputDir,
+    Overwrite,
+    Progress,
+    Runner,
+    SpacyLanguage,
+    TextField,
+    WriteDuplicates,
+    check_kind,
+    dedup_options,
+)
 from pipeline.cli.scorer_options import (
     DEFAULT_SCORER_LIST,
     PiiSpacyModel,
@@ -39,31 +62,9 @@ from pipeline.cli.scorer_options import (
     build_scorer_options,
     parse_scorer_list,
 )
-from schemas.config import (
-    DEDUP_METHODS,
-    DedupOptions,
-    LabelOptions,
-    ReadOptions,
-    RunConfig,
-    SegmentOptions,
-)
+from schemas.config import DedupOptions, LabelOptions, ReadOptions, RunConfig, SegmentOptions
 
 logger = logging.getLogger(__name__)
-
-INPUT = "Input and segments"
-RUN = "Run"
-DEDUP = "Duplicates"
-
-
-def dedup_options(
-    method: str, threshold: float, num_perm: int, ngram_size: int, seed: int, write: bool
-) -> DedupOptions:
-    """Check the --dedup options that Typer cannot check and collect them."""
-    if method not in DEDUP_METHODS:
-        raise UsageError(f"--dedup must be none, exact or minhash, got {method!r}")
-    if threshold <= 0:
-        raise UsageError(f"--dedup-threshold must be above 0 and at most 1, got {threshold}")
-    return DedupOptions(method, threshold, num_perm, ngram_size, seed, write)
 
 
 @app.command(
@@ -82,12 +83,8 @@ def dedup_options(
 @with_label_options
 def run_command(
     ctx: typer.Context,
-    inputs: Annotated[
-        str, typer.Argument(help="JSON Lines file (.jsonl, .gz, .zst), glob or directory.")
-    ],
-    output_dir: Annotated[
-        str, typer.Argument(help="Output directory (local path or gs://, s3://).")
-    ],
+    inputs: Inputs,
+    output_dir: OutputDir,
     config_file: Annotated[
         str | None,
         typer.Option(
@@ -107,13 +104,7 @@ def run_command(
             rich_help_panel=RUN,
         ),
     ] = False,
-    runner: Annotated[
-        str,
-        typer.Option(
-            help="Beam runner. DirectRunner runs in this process on Beam's FnApiRunner, offline.",
-            rich_help_panel=RUN,
-        ),
-    ] = "DirectRunner",
+    runner: Runner = "DirectRunner",
     scorers: ScorerList = DEFAULT_SCORER_LIST,
     toxicity_model: ToxicityModel = None,
     toxicity_checkpoint: ToxicityCheckpoint = None,
@@ -125,134 +116,21 @@ def run_command(
     toxicity_fp16: ToxicityFp16 = False,
     pii_spacy_model: PiiSpacyModel = None,
     scorer_option: ScorerOption = [],  # noqa: B006
-    text_field: Annotated[
-        str, typer.Option(help="Input field holding the document text.", rich_help_panel=INPUT)
-    ] = "text",
-    id_field: Annotated[
-        str,
-        typer.Option(
-            help="Input field holding the document id; without one, the id is FILE:LINE.",
-            rich_help_panel=INPUT,
-        ),
-    ] = "id",
-    language_field: Annotated[
-        str,
-        typer.Option(
-            help=(
-                "Metadata field that makes a document code when it names a programming language "
-                "(such as python)."
-            ),
-            rich_help_panel=INPUT,
-        ),
-    ] = "lang",
-    kind: Annotated[
-        str,
-        typer.Option(
-            help=(
-                "auto: code when the language field names a programming language, else prose; or "
-                "force prose or code."
-            ),
-            rich_help_panel=INPUT,
-        ),
-    ] = "auto",
-    spacy_language: Annotated[
-        str,
-        typer.Option(
-            help=(
-                "Language code of the blank spaCy pipeline whose sentencizer splits prose (en "
-                "keeps abbreviations such as 'Dr.' inside sentences; xx is multi-language)."
-            ),
-            rich_help_panel=INPUT,
-        ),
-    ] = SegmentOptions.spacy_language,
-    docs_per_shard: Annotated[
-        int,
-        typer.Option(
-            min=0,
-            help="Documents per output shard; 0 writes one shard per input file.",
-            rich_help_panel=RUN,
-        ),
-    ] = 0,
-    overwrite: Annotated[
-        bool,
-        typer.Option(
-            help="Replace the output of a different earlier run in OUTPUT_DIR.", rich_help_panel=RUN
-        ),
-    ] = False,
-    fail_fast: Annotated[
-        bool,
-        typer.Option(
-            help=(
-                "Stop on the first scorer or segmentation error instead of writing a null "
-                "score or cutting the document into lines."
-            ),
-            rich_help_panel=RUN,
-        ),
-    ] = False,
-    dedup: Annotated[
-        str,
-        typer.Option(
-            help=(
-                "Remove duplicate documents before scoring: none; exact (equal text after NFKC, "
-                "case folding and whitespace collapsing); or minhash (exact copies and near "
-                "copies by MinHash LSH over word n-grams). Each cluster keeps its smallest id."
-            ),
-            rich_help_panel=DEDUP,
-        ),
-    ] = "none",
-    dedup_threshold: Annotated[
-        float,
-        typer.Option(
-            max=1.0,
-            help="minhash: Jaccard similarity of word n-gram sets at which documents are copies.",
-            rich_help_panel=DEDUP,
-        ),
-    ] = DedupOptions.threshold,
-    dedup_num_perm: Annotated[
-        int,
-        typer.Option(min=2, help="minhash: permutations per signature.", rich_help_panel=DEDUP),
-    ] = DedupOptions.num_perm,
-    dedup_ngram: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            help=(
-                "minhash: words per shingle. Documents with fewer words are removed only as "
-                "exact copies."
-            ),
-            rich_help_panel=DEDUP,
-        ),
-    ] = DedupOptions.ngram_size,
-    dedup_seed: Annotated[
-        int,
-        typer.Option(
-            min=0,
-            max=2**32 - 1,
-            help="minhash: seed of the permutations.",
-            rich_help_panel=DEDUP,
-        ),
-    ] = DedupOptions.seed,
-    write_duplicates: Annotated[
-        bool,
-        typer.Option(
-            help=(
-                "Write removed documents, with the id, file and line of the document kept in "
-                "their place, to OUTPUT_DIR/duplicates/."
-            ),
-            rich_help_panel=DEDUP,
-        ),
-    ] = False,
-    progress: Annotated[
-        bool | None,
-        typer.Option(
-            help=(
-                "Show documents and segments scored, rate and time left on stderr during local "
-                "runs (default: on, off with --quiet)."
-            ),
-            show_default=False,
-            rich_help_panel=RUN,
-        ),
-    ] = None,
+    text_field: TextField = "text",
+    id_field: IdField = "id",
+    language_field: LanguageField = "lang",
+    kind: Kind = "auto",
+    spacy_language: SpacyLanguage = SegmentOptions.spacy_language,
+    docs_per_shard: DocsPerShard = 0,
+    overwrite: Overwrite = False,
+    fail_fast: FailFast = False,
+    dedup: Dedup = "none",
+    dedup_threshold: DedupThreshold = DedupOptions.threshold,
+    dedup_num_perm: DedupNumPerm = DedupOptions.num_perm,
+    dedup_ngram: DedupNgram = DedupOptions.ngram_size,
+    dedup_seed: DedupSeed = DedupOptions.seed,
+    write_duplicates: WriteDuplicates = False,
+    progress: Progress = None,
     report: Annotated[
         bool,
         typer.Option(
@@ -265,8 +143,7 @@ def run_command(
 ) -> None:
     """Run the whole job: read, segment, score, threshold, label, write Parquet shards."""
     try:
-        if kind not in ("auto", "prose", "code"):
-            raise UsageError(f"--kind must be auto, prose or code, got {kind!r}")
+        check_kind(kind)
         beam_args = merge_beam_arguments(ctx.meta.get(CONFIG_BEAM_ARGS_KEY, []), ctx.args)
         check_beam_args(beam_args)
         options = build_scorer_options(

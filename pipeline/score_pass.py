@@ -1,0 +1,123 @@
+"""The scoring pass on its own: what `annotate score IN SCORED` runs.
+
+It writes SCORED/scored/*.parquet (segments, offsets and raw scores, no
+labels), a completion marker per shard under SCORED/_progress/score/, rejected
+records under SCORED/rejected/, and SCORED/manifest.json with the counts of
+the pass. `annotate label SCORED OUT` then computes thresholds and writes the
+final shards from these scored shards, without scoring again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import apache_beam as beam
+
+from pipeline import files
+from pipeline.run import (
+    MANIFEST_FILE,
+    build_score_stages,
+    provenance,
+    run_pipeline,
+    run_summary,
+    sum_score_counts,
+)
+from schemas.config import RunConfig
+from scorers.base import Scorer
+
+SCORE_COMMAND = "score"
+
+
+def build_score_pipeline(
+    pipeline: beam.Pipeline,
+    config: RunConfig,
+    scorers: Sequence[Scorer],
+    input_files: list[str],
+    progress_dir: str | None = None,
+) -> None:
+    """Add duplicate removal, the scoring pass and the writing of its manifest to `pipeline`."""
+    stamp = provenance(config, scorers)
+    scored = build_score_stages(pipeline, config, scorers, input_files, stamp, progress_dir)
+    counts = sum_score_counts(scored)
+    damaged_inputs = (
+        scored
+        | "DamagedInputs" >> beam.FlatMap(lambda shard: shard.damaged_inputs)
+        | "ListDamagedInputs" >> beam.combiners.ToList()
+    )
+    summary = run_summary(config, None, stamp, input_files)
+    _ = (
+        pipeline
+        | "ManifestTrigger" >> beam.Create([summary])
+        | "WriteManifest"
+        >> beam.Map(
+            write_score_manifest,
+            counts=beam.pvalue.AsSingleton(counts),
+            damaged_inputs=beam.pvalue.AsSingleton(damaged_inputs),
+        )
+    )
+
+
+def write_score_manifest(
+    summary: dict, counts: dict[str, int], damaged_inputs: Sequence[dict] = ()
+) -> dict:
+    """Write manifest.json of the scoring pass; returns the manifest.
+
+    It has the fields that `annotate label` reads from a run's manifest, with
+    empty `label_counts`, so the scored shards can be labelled later.
+    """
+    manifest = {
+        "command": SCORE_COMMAND,
+        "started_at": summary["started_at"],
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": summary["config"],
+        "scorers": summary["provenance"]["scorers"],
+        "packages": summary["provenance"]["packages"],
+        "input_files": summary["input_files"],
+        "dedup_lsh": summary.get("dedup_lsh"),
+        "counts": score_accounting(counts),
+        "all_counts": dict(sorted(counts.items())),
+        "damaged_inputs": sorted(damaged_inputs, key=lambda entry: entry["input_file"]),
+        "label_counts": {},
+    }
+    output_dir = summary["config"]["output_dir"]
+    files.write_json(files.join(output_dir, MANIFEST_FILE), manifest)
+    return manifest
+
+
+def score_accounting(counts: dict[str, int]) -> dict[str, Any]:
+    """Documents in and out of the pass; read = scored + rejected + removed as duplicates."""
+    read = counts.get("documents_read", 0)
+    scored = counts.get("documents_scored", 0)
+    rejected = counts.get("documents_rejected", 0)
+    duplicates = counts.get("documents_duplicates", 0)
+    return {
+        "documents_read": read,
+        "documents_scored": scored,
+        "documents_rejected": rejected,
+        "documents_duplicates": duplicates,
+        "balanced": read == scored + rejected + duplicates,
+        "segments_prose": counts.get("segments_prose", 0),
+        "segments_code": counts.get("segments_code", 0),
+    }
+
+
+def score(
+    config: RunConfig,
+    beam_args: Sequence[str] = (),
+    runner: Any = None,
+    overwrite: bool = False,
+    progress_dir: str | None = None,
+) -> dict:
+    """Run the scoring pass and return its manifest read back from the output directory.
+
+    Raises:
+        ValueError, FileNotFoundError, OutputConflictError: as `run_pipeline`.
+    """
+
+    def build(pipeline, config, scorers, input_files):
+        build_score_pipeline(pipeline, config, scorers, input_files, progress_dir)
+
+    run_pipeline(config, build, beam_args, runner, overwrite, SCORE_COMMAND)
+    return files.read_json(files.join(config.output_dir, MANIFEST_FILE))
