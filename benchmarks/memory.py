@@ -27,7 +27,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "data" / "sample.jsonl"
-DEFAULT_RUN_ARGS = ["--scorers", "toxicity_profanity,pii,code_style", "--docs-per-shard", "1000"]
+DEFAULT_RUN_ARGS = [
+    "--scorers", "toxicity_profanity,pii,code_style", "--docs-per-shard", "1000",
+    "--no-report", "--no-progress",
+]  # fmt: skip
 
 
 def write_corpus(path: Path, documents: int) -> None:
