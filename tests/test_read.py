@@ -202,3 +202,35 @@ def test_list_input_files_directory_and_missing(tmp_path):
     ]
     with pytest.raises(FileNotFoundError, match="no input files match"):
         list_input_files(str(tmp_path / "missing.jsonl"))
+
+
+@pytest.mark.parametrize("levels", [read.MAX_NESTING_DEPTH, 990, 5000])
+def test_deeply_nested_line_is_rejected(levels):
+    line = b'{"id": "n", "text": "deep.", "m": ' + b"[" * levels + b"]" * levels + b"}"
+    result = parse(line)
+    assert isinstance(result, Rejection)
+    assert result.reason == "too_deeply_nested"
+
+
+def test_nesting_at_the_limit_is_read():
+    levels = read.MAX_NESTING_DEPTH - 1
+    line = b'{"text": "deep.", "m": ' + b"[" * levels + b"]" * levels + b"}"
+    doc = parse(line)
+    assert isinstance(doc, Document)
+    assert read.metadata_json(doc.metadata) == '{"m": ' + "[" * levels + "]" * levels + "}"
+
+
+def test_non_finite_numbers_in_metadata_become_null():
+    doc = parse(b'{"id": NaN, "text": "Hi.", "a": Infinity, "b": [1.5, -Infinity], "c": 2}')
+    assert doc.metadata == {"id": None, "a": None, "b": [1.5, None], "c": 2}
+    assert doc.repairs == ["invalid_id_replaced", "non_finite_numbers_replaced"]
+    assert read.metadata_json(doc.metadata) == '{"a": null, "b": [1.5, null], "c": 2, "id": null}'
+
+
+def test_finite_metadata_needs_no_repair():
+    assert parse(b'{"text": "Hi.", "a": 1e308}').repairs == []
+
+
+def test_metadata_json_refuses_non_finite_numbers():
+    with pytest.raises(ValueError):
+        read.metadata_json({"a": float("nan")})
