@@ -276,12 +276,13 @@ def progress_display(input_files: list[str], enabled: bool):
 
 
 def write_report(output_dir: str) -> str | None:
-    """Write OUT/report.html; warn and skip it when matplotlib is missing."""
+    """Write OUT/report.html; warn and skip it when matplotlib or the data it plots is missing."""
     from pipeline.report import ReportDependencyError, build_report
+    from pipeline.report_data import NoDocumentShardsError
 
     try:
         return build_report(output_dir)
-    except ReportDependencyError as error:
+    except (ReportDependencyError, NoDocumentShardsError) as error:
         logger.warning("no report.html: %s", error)
         return None
 
