@@ -32,17 +32,15 @@ from schemas.config import ReadOptions
 
 logger = logging.getLogger(__name__)
 
-INPUT_SUFFIXES = (
-    ".jsonl",
-    ".json",
-    ".ndjson",
-    ".jsonl.gz",
-    ".json.gz",
-    ".jsonl.zst",
-    ".gz",
-    ".zst",
-    ".parquet",
-)
+# Suffixes that `CompressionTypes.detect_compression_type` maps to a compression.
+COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".lzma", ".zst", ".zstd", ".deflate")
+
+# Files of an input directory that are read: JSON Lines, plain or compressed (a bare
+# compression suffix, as in "part-0.gz", is read as JSON Lines), and Parquet.
+INPUT_SUFFIXES = (".jsonl", ".json", ".ndjson", ".parquet", *COMPRESSION_SUFFIXES)
+
+# Skipped files of an input directory named in its warning.
+SKIPPED_NAMES_SHOWN = 3
 
 PARQUET_SUFFIX = ".parquet"
 
@@ -118,18 +116,47 @@ def list_input_files(inputs: str) -> list[str]:
     Raises:
         FileNotFoundError: nothing matches, naming the pattern.
     """
-    patterns = [inputs]
     if FileSystems.exists(inputs) and is_directory(inputs):
-        patterns = [FileSystems.join(inputs, f"*{suffix}") for suffix in INPUT_SUFFIXES]
-    paths: set[str] = set()
-    for result in FileSystems.match(patterns):
-        paths.update(metadata.path for metadata in result.metadata_list)
+        paths = _directory_input_files(inputs)
+    else:
+        paths = {metadata.path for metadata in FileSystems.match([inputs])[0].metadata_list}
     if not paths:
         raise FileNotFoundError(
             f"no input files match {inputs!r}; pass a JSON Lines file (.jsonl, .jsonl.gz, "
-            ".jsonl.zst), a Parquet file (.parquet), a glob, or a directory holding such files"
+            ".jsonl.zst, ...), a Parquet file (.parquet), a glob, or a directory holding such "
+            "files"
         )
     return sorted(paths)
+
+
+def _directory_input_files(directory: str) -> set[str]:
+    """Return the files of `directory` with an `INPUT_SUFFIXES` suffix; warn of the others."""
+    found = [m.path for m in FileSystems.match([FileSystems.join(directory, "*")])[0].metadata_list]
+    paths = {path for path in found if path.lower().endswith(INPUT_SUFFIXES)}
+    skipped = sorted(posixpath.basename(path) for path in set(found) - paths)
+    subdirectories = _subdirectory_count(directory)
+    if skipped or subdirectories:
+        shown = ", ".join(skipped[:SKIPPED_NAMES_SHOWN])
+        more = ", ..." if len(skipped) > SKIPPED_NAMES_SHOWN else ""
+        logger.warning(
+            "%s: skipped %d file(s) whose names end in none of %s%s; subdirectories (%d here) "
+            "are not read; pass a glob to read files in them",
+            directory,
+            len(skipped),
+            " ".join(INPUT_SUFFIXES),
+            f" ({shown}{more})" if skipped else "",
+            subdirectories,
+        )
+    return paths
+
+
+def _subdirectory_count(directory: str) -> int:
+    # Object stores have no directories to count; their glob "*" matches no subfolder.
+    if "://" in directory:
+        return 0
+    import os
+
+    return sum(entry.is_dir() for entry in os.scandir(directory))
 
 
 def is_directory(path: str) -> bool:

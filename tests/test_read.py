@@ -234,3 +234,27 @@ def test_finite_metadata_needs_no_repair():
 def test_metadata_json_refuses_non_finite_numbers():
     with pytest.raises(ValueError):
         read.metadata_json({"a": float("nan")})
+
+
+def test_directory_reads_every_supported_suffix_and_warns_of_the_rest(tmp_path, caplog):
+    names = ["a.jsonl.bz2", "b.jsonl.xz", "c.jsonl.lzma", "d.jsonl.deflate", "e.parquet"]
+    names += ["f.ndjson", "g.json.zst", "h.gz", ".hidden.jsonl"]
+    for name in names + ["notes.txt", "data.csv", "z.md", "zz.tsv"]:
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "x.jsonl").write_bytes(b"")
+    with caplog.at_level("WARNING", logger="pipeline.read"):
+        assert list_input_files(str(tmp_path)) == sorted(str(tmp_path / n) for n in names)
+    [record] = caplog.records
+    assert record.getMessage() == (
+        f"{tmp_path}: skipped 4 file(s) whose names end in none of .jsonl .json .ndjson "
+        ".parquet .gz .bz2 .xz .lzma .zst .zstd .deflate (data.csv, notes.txt, z.md, ...); "
+        "subdirectories (1 here) are not read; pass a glob to read files in them"
+    )
+
+
+def test_directory_of_input_files_only_logs_nothing(tmp_path, caplog):
+    (tmp_path / "a.jsonl").write_bytes(b"")
+    with caplog.at_level("WARNING", logger="pipeline.read"):
+        assert list_input_files(str(tmp_path)) == [str(tmp_path / "a.jsonl")]
+    assert caplog.records == []
