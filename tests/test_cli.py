@@ -41,6 +41,10 @@ def test_run_help_explains_options():
         (["--scorers", "toxicity_profanity,toxicity_profanity"], "--scorers: a scorer is listed"),
         (["--kind", "poetry"], "--kind must be"),
         (["--not-an-option", "1"], "unknown option --not-an-option"),
+        (["OUT2"], "unexpected extra argument 'OUT2'; 'annotate run' takes the arguments"),
+        (["--project", "p", "extra"], "unexpected extra argument 'extra'"),
+        (["-q"], "unknown option -q; put -q/-v before the command: annotate -q run ..."),
+        (["-vv"], "unknown option -vv; put -q/-v before the command: annotate -vv run ..."),
         (["--dedup", "fuzzy"], "--dedup must be none, exact or minhash"),
         (["--dedup", "minhash", "--dedup-threshold", "0"], "--dedup-threshold must be above 0"),
         (
@@ -195,3 +199,16 @@ def test_label_missing_run_exits_2(tmp_path):
     result = runner.invoke(app, ["label", str(tmp_path / "none"), str(tmp_path / "out")])
     assert result.exit_code == 2
     assert "has no scored/*.parquet or shards/*.parquet" in result.output
+
+
+@pytest.mark.parametrize("command", ["score", "label"])
+def test_score_and_label_reject_extra_arguments(tmp_path, command):
+    source = write_jsonl(tmp_path / "in.jsonl", [{"text": "Hello."}])
+    args = [command, str(source), str(tmp_path / "out"), "OUT2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.output == (
+        f"annotate: error: unexpected extra argument 'OUT2'; 'annotate {command}' takes the "
+        f"arguments shown by 'annotate {command} --help'\n"
+    )
+    assert not (tmp_path / "out").exists()

@@ -98,7 +98,7 @@ def score_command(
     """
     try:
         check_kind(kind)
-        check_beam_args(ctx.args)
+        check_beam_args(ctx.args, "score")
         options = build_scorer_options(
             toxicity_model=toxicity_model,
             toxicity_checkpoint=toxicity_checkpoint,
