@@ -1,6 +1,7 @@
 """`annotate` through its Typer app: help, usage errors, and a real local run."""
 
 import json
+import os
 
 import pytest
 from typer.testing import CliRunner
@@ -83,6 +84,8 @@ def test_usage_errors_exit_2(tmp_path, extra, message):
         ("data/a.jsonl", "data", "the input file data/a.jsonl is inside OUTPUT_DIR data"),
         ("data/**", "data/out", "the input pattern {inputs} matches files that the run writes"),
         ("data/*.json", "data", "the input pattern {inputs} matches files that the run writes"),
+        ("data/a.jsonl", "data/a.jsonl/sub", "OUTPUT_DIR {out} is below {tmp}/data/a.jsonl,"),
+        ("data/a.jsonl", "data/b.json/x/y", "OUTPUT_DIR {out} is below {tmp}/data/b.json, which"),
     ],
 )
 def test_output_overlapping_input_exits_2(tmp_path, monkeypatch, inputs, output, message):
@@ -92,7 +95,8 @@ def test_output_overlapping_input_exits_2(tmp_path, monkeypatch, inputs, output,
     (tmp_path / "data" / "b.json").write_text('{"text": "Hi."}\n')
     result = runner.invoke(app, ["run", inputs, output, "--scorers", "code_style"])
     assert result.exit_code == 2, result.output
-    assert message.format(out=output, inputs=inputs) in result.output
+    tmp = os.path.realpath(tmp_path)
+    assert message.format(out=output, inputs=inputs, tmp=tmp) in result.output
     assert result.output.count("\n") == 1
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["a.jsonl", "b.json"]
 
