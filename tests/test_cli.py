@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.shards import shard_name
 from tests.conftest import write_jsonl
 
 runner = CliRunner()
@@ -216,3 +217,15 @@ def test_score_and_label_reject_extra_arguments(tmp_path, command):
         f"arguments shown by 'annotate {command} --help'\n"
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_vv_shows_debug_lines_of_the_pipeline(tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", [{"text": "x = 1\n", "lang": "python"}])
+    args = ["-vv", "run", str(source), str(tmp_path / "out"), "--scorers", "code_style"]
+    result = runner.invoke(app, args + ["--no-report", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    [line] = [line for line in result.output.splitlines() if " DEBUG " in line]
+    assert line.endswith(
+        "DEBUG pipeline.score_stage: scored shard "
+        f"{shard_name(str(source), 0)}: 1 documents read, 1 scored, 0 rejected, 0 duplicates"
+    )
