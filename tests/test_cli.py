@@ -229,3 +229,9 @@ def test_vv_shows_debug_lines_of_the_pipeline(tmp_path):
         "DEBUG pipeline.score_stage: scored shard "
         f"{shard_name(str(source), 0)}: 1 documents read, 1 scored, 0 rejected, 0 duplicates"
     )
+
+
+def test_run_help_shows_the_beam_table_name():
+    result = runner.invoke(app, ["run", "--help"])
+    assert result.exit_code == 0
+    assert "Beam options in a [beam] table." in " ".join(result.output.split())

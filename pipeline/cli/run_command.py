@@ -75,7 +75,7 @@ logger = logging.getLogger(__name__)
         "DataflowRunner --project P --region R --temp_location gs://B/tmp, or "
         "--direct_num_workers 2 --direct_running_mode multi_processing).\n\n"
         "A --config TOML file contains any of these options, keyed by the option name "
-        "without its dashes (default-percentile = 10), and Beam options in a [beam] table. "
+        "without its dashes (default-percentile = 10), and Beam options in a \\[beam] table. "
         "Options on the command line override it; INPUTS and OUTPUT_DIR stay on the command "
         "line. Exit codes: 0 success, 1 run failure, 2 usage error."
     ),
