@@ -22,6 +22,7 @@ from pipeline.dedup import lsh_parameters
 from pipeline.dedup_stage import AttachDuplicates
 from pipeline.label import ESCAPE_CHARACTER, check_control_tokens, control_tokens
 from pipeline.label_stage import LABEL_STAGE, LABELLED_SHARDS_SKIPPED, LabelJob, LabelShardFn
+from pipeline.local import log_runner
 from pipeline.locations import check_output_location
 from pipeline.phf_layout import MergeFieldKinds, meta_fields, shard_field_kinds
 from pipeline.read import list_input_files
@@ -604,6 +605,7 @@ def run_pipeline(
     input_files = list_input_files(config.inputs)
     check_output_location(config.inputs, input_files, config.output_dir)
     claim_output_dir(config, scorers, overwrite, command, input_files)
+    log_runner(runner)
     options = PipelineOptions(list(beam_args))
     logger.info("annotating %d input file(s) into %s", len(input_files), config.output_dir)
     with beam.Pipeline(runner=runner, options=options) as pipeline:

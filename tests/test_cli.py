@@ -235,3 +235,14 @@ def test_run_help_shows_the_beam_table_name():
     result = runner.invoke(app, ["run", "--help"])
     assert result.exit_code == 0
     assert "Beam options in a [beam] table." in " ".join(result.output.split())
+
+
+def test_output_conflict_is_the_only_line_printed(tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", [{"text": "x = 1\n", "lang": "python"}])
+    args = ["run", str(source), str(tmp_path / "out"), "--scorers", "code_style", "--no-report"]
+    assert runner.invoke(app, args).exit_code == 0
+    result = runner.invoke(app, [*args, "--percentile", "code_style=50"])
+    assert result.exit_code == 2
+    assert result.output.startswith("annotate: error: ")
+    assert "holds the output of a run with other inputs or options" in result.output
+    assert result.output.count("\n") == 1

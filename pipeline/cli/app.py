@@ -163,10 +163,8 @@ def local_runner(runner: str):
         return runner
     from pipeline.local import local_runner as fn_api_runner
 
-    logger.info(
-        "running locally on Beam's FnApiRunner (DirectRunner's batch engine, no download); "
-        "pass --runner PrismRunner to use Prism"
-    )
+    # pipeline.local.log_runner says so once the output directory is claimed, so a
+    # usage error found before then stays the only line printed.
     return fn_api_runner()
 
 
