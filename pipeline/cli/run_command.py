@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Annotated
 
 import typer
@@ -62,6 +63,7 @@ from pipeline.cli.scorer_options import (
     build_scorer_options,
     parse_scorer_list,
 )
+from pipeline.logs import SCORER_SETUP_ERRORS
 from schemas.config import DedupOptions, LabelOptions, ReadOptions, RunConfig, SegmentOptions
 
 logger = logging.getLogger(__name__)
@@ -221,8 +223,38 @@ def execute(
             manifest = run(config, beam_args, beam_runner, overwrite, progress_dir, config_file)
     except OutputConflictError as error:
         fail(str(error), 2)
+    except Exception as error:
+        fail_on_scorer_setup(error)
+        raise
     report_path = write_report(config.output_dir) if report else None
     print_summary(config.output_dir, manifest, report_path)
+
+
+_SETUP_ERROR_LINE = re.compile(rf"\b(?:{'|'.join(SCORER_SETUP_ERRORS)}): (.+)")
+
+
+def fail_on_scorer_setup(error: BaseException) -> None:
+    """Exit with code 1 and one line when `error` comes from a scorer's setup.
+
+    Beam wraps an exception raised in a worker, sometimes keeping only its text, so
+    the chain of causes is searched first, and then the message.
+    """
+    seen = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if type(current).__name__ in SCORER_SETUP_ERRORS:
+            fail(_first_line(str(current)) or type(current).__name__, 1)
+        current = current.__cause__ or current.__context__
+    found = _SETUP_ERROR_LINE.search(str(error))
+    if found:
+        fail(_first_line(found.group(1)), 1)
+
+
+def _first_line(message: str) -> str:
+    """The message's first line, without the step name that Beam appends."""
+    line = message.strip().split("\n", 1)[0]
+    return re.sub(r" \[while running '[^']*'\]$", "", line)
 
 
 def check_before_run(config: RunConfig) -> list[str]:

@@ -7,7 +7,7 @@ import logging
 import typer
 
 from pipeline.cli.app import LOCAL_RUNNERS, UsageError, app, check_beam_args, fail, local_runner
-from pipeline.cli.run_command import check_before_run, progress_display
+from pipeline.cli.run_command import check_before_run, fail_on_scorer_setup, progress_display
 from pipeline.cli.run_options import (
     Dedup,
     DedupNgram,
@@ -148,6 +148,9 @@ def execute_score(
             manifest = score(config, beam_args, local_runner(runner), overwrite, progress_dir)
     except OutputConflictError as error:
         fail(str(error), 2)
+    except Exception as error:
+        fail_on_scorer_setup(error)
+        raise
     print_score_summary(config.output_dir, manifest)
 
 
