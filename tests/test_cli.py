@@ -156,7 +156,7 @@ def test_run_exact_dedup_reports_duplicates(tmp_path):
     args = ["run", str(source), str(out), "--scorers", "code_style", "--dedup", "exact"]
     result = runner.invoke(app, args + ["--write-duplicates"])
     assert result.exit_code == 0, result.output
-    assert "2 read, 0 rejected (see rejected/), 1 duplicates removed" in result.output
+    assert "2 read, 0 rejected, 1 duplicates removed" in result.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["config"]["dedup"]["method"] == "exact"
     assert manifest["config"]["dedup"]["write_duplicates"] is True
@@ -246,3 +246,12 @@ def test_output_conflict_is_the_only_line_printed(tmp_path):
     assert result.output.startswith("annotate: error: ")
     assert "holds the output of a run with other inputs or options" in result.output
     assert result.output.count("\n") == 1
+
+
+def test_counts_summary_names_rejected_only_when_used():
+    from pipeline.cli.run_command import counts_summary
+
+    counts = {"documents_read": 5, "documents_rejected": 0, "documents_duplicates": 1}
+    assert counts_summary(counts) == "5 read, 0 rejected, 1 duplicates removed"
+    counts["documents_rejected"] = 2
+    assert counts_summary(counts) == "5 read, 2 rejected (see rejected/), 1 duplicates removed"

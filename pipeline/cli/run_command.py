@@ -257,6 +257,16 @@ def _first_line(message: str) -> str:
     return re.sub(r" \[while running '[^']*'\]$", "", line)
 
 
+def counts_summary(counts: dict) -> str:
+    """Documents read, rejected and removed as duplicates; names rejected/ when it has any."""
+    rejected = counts["documents_rejected"]
+    see = " (see rejected/)" if rejected else ""
+    return (
+        f"{counts['documents_read']} read, {rejected} rejected{see}, "
+        f"{counts['documents_duplicates']} duplicates removed"
+    )
+
+
 def check_before_run(config: RunConfig) -> list[str]:
     """Return the input files, or exit with code 2 on an invalid scorer, input or output."""
     from pipeline.locations import check_output_location
@@ -340,11 +350,7 @@ def print_summary(output_dir: str, manifest: dict, report_path: str | None = Non
     for name, entry in thresholds.items():
         typer.echo(f"  thresholds.json    {name}: {threshold_summary(entry)}")
     typer.echo("  special_tokens.json  the control tokens, to add to a tokenizer")
-    typer.echo(
-        f"  manifest.json      {counts['documents_read']} read, "
-        f"{counts['documents_rejected']} rejected (see rejected/), "
-        f"{counts['documents_duplicates']} duplicates removed"
-    )
+    typer.echo(f"  manifest.json      {counts_summary(counts)}")
     if report_path:
         typer.echo("  report.html        plots of scores and labels, and the counts")
     if not counts["balanced"]:

@@ -7,7 +7,12 @@ import logging
 import typer
 
 from pipeline.cli.app import LOCAL_RUNNERS, UsageError, app, check_beam_args, fail, local_runner
-from pipeline.cli.run_command import check_before_run, fail_on_scorer_setup, progress_display
+from pipeline.cli.run_command import (
+    check_before_run,
+    counts_summary,
+    fail_on_scorer_setup,
+    progress_display,
+)
 from pipeline.cli.run_options import (
     Dedup,
     DedupNgram,
@@ -162,11 +167,7 @@ def print_score_summary(output_dir: str, manifest: dict) -> None:
         f"  scored/*.parquet   {counts['documents_scored']} documents with segments and scores "
         f"({counts['segments_prose']} prose, {counts['segments_code']} code segments)"
     )
-    typer.echo(
-        f"  manifest.json      {counts['documents_read']} read, "
-        f"{counts['documents_rejected']} rejected (see rejected/), "
-        f"{counts['documents_duplicates']} duplicates removed"
-    )
+    typer.echo(f"  manifest.json      {counts_summary(counts)}")
     if not counts["balanced"]:
         logger.error("document counts do not balance: %s", counts)
         raise typer.Exit(1)
