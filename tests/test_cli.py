@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.cli.app import UsageError
 from pipeline.shards import shard_name
 from tests.conftest import write_jsonl
 
@@ -255,3 +256,29 @@ def test_counts_summary_names_rejected_only_when_used():
     assert counts_summary(counts) == "5 read, 0 rejected, 1 duplicates removed"
     counts["documents_rejected"] = 2
     assert counts_summary(counts) == "5 read, 2 rejected (see rejected/), 1 duplicates removed"
+
+
+def test_build_run_config_collects_shared_options():
+    from pipeline.cli.run_options import SCORER_OPTION_NAMES, build_run_config
+    from schemas.config import LabelOptions
+
+    params = dict.fromkeys(SCORER_OPTION_NAMES)
+    params.update(toxicity_fp16=False, scorer_option=["pii.language=en"], toxicity_threads=2)
+    params.update(inputs="in/*.jsonl", output_dir="gs://b/out/", scorers="code_style,pii")
+    params.update(text_field="body", id_field="key", language_field="lang", kind="prose")
+    params.update(spacy_language="en", docs_per_shard=5, fail_fast=True, write_duplicates=False)
+    params.update(dedup="exact", dedup_threshold=0.8, dedup_num_perm=128, dedup_ngram=5)
+    params.update(dedup_seed=1)
+    label = LabelOptions(good_token="<|ok|>")
+    config = build_run_config(params, label)
+    assert (config.inputs, config.output_dir) == ("in/*.jsonl", "gs://b/out")
+    assert config.scorers == ("code_style", "pii")
+    assert config.scorer_options["pii"] == {"language": "en"}
+    assert config.scorer_options["toxicity"]["threads"] == 2
+    assert (config.read.text_field, config.read.id_field) == ("body", "key")
+    assert (config.segment.kind, config.docs_per_shard, config.fail_fast) == ("prose", 5, True)
+    assert config.dedup.method == "exact"
+    assert config.label == label
+    assert build_run_config(params).label == LabelOptions()
+    with pytest.raises(UsageError, match="--kind must be"):
+        build_run_config(dict(params, kind="poetry"))

@@ -44,8 +44,7 @@ from pipeline.cli.run_options import (
     SpacyLanguage,
     TextField,
     WriteDuplicates,
-    check_kind,
-    dedup_options,
+    build_run_config,
 )
 from pipeline.cli.scorer_options import (
     DEFAULT_SCORER_LIST,
@@ -60,11 +59,9 @@ from pipeline.cli.scorer_options import (
     ToxicityMaxTokens,
     ToxicityModel,
     ToxicityThreads,
-    build_scorer_options,
-    parse_scorer_list,
 )
 from pipeline.logs import SCORER_SETUP_ERRORS
-from schemas.config import DedupOptions, LabelOptions, ReadOptions, RunConfig, SegmentOptions
+from schemas.config import DedupOptions, LabelOptions, RunConfig, SegmentOptions
 
 logger = logging.getLogger(__name__)
 
@@ -145,37 +142,9 @@ def run_command(
 ) -> None:
     """Run the whole job: read, segment, score, threshold, label, write Parquet shards."""
     try:
-        check_kind(kind)
         beam_args = merge_beam_arguments(ctx.meta.get(CONFIG_BEAM_ARGS_KEY, []), ctx.args)
         check_beam_args(beam_args)
-        options = build_scorer_options(
-            toxicity_model=toxicity_model,
-            toxicity_checkpoint=toxicity_checkpoint,
-            toxicity_hf_dir=toxicity_hf_dir,
-            toxicity_device=toxicity_device,
-            toxicity_threads=toxicity_threads,
-            toxicity_batch_size=toxicity_batch_size,
-            toxicity_max_tokens=toxicity_max_tokens,
-            toxicity_fp16=toxicity_fp16,
-            pii_spacy_model=pii_spacy_model,
-            scorer_option=scorer_option,
-        )
-        config = RunConfig(
-            inputs=inputs,
-            output_dir=output_dir.rstrip("/") if output_dir not in ("/",) else output_dir,
-            scorers=parse_scorer_list(scorers),
-            scorer_options=options,
-            read=ReadOptions(text_field=text_field, id_field=id_field),
-            segment=SegmentOptions(
-                language_field=language_field, kind=kind, spacy_language=spacy_language
-            ),
-            label=label_options,
-            docs_per_shard=docs_per_shard,
-            fail_fast=fail_fast,
-            dedup=dedup_options(
-                dedup, dedup_threshold, dedup_num_perm, dedup_ngram, dedup_seed, write_duplicates
-            ),
-        )
+        config = build_run_config(ctx.params, label_options)
     except UsageError as error:
         fail(str(error), 2)
     if print_config:

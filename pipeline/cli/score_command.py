@@ -32,8 +32,7 @@ from pipeline.cli.run_options import (
     SpacyLanguage,
     TextField,
     WriteDuplicates,
-    check_kind,
-    dedup_options,
+    build_run_config,
 )
 from pipeline.cli.scorer_options import (
     DEFAULT_SCORER_LIST,
@@ -48,10 +47,8 @@ from pipeline.cli.scorer_options import (
     ToxicityMaxTokens,
     ToxicityModel,
     ToxicityThreads,
-    build_scorer_options,
-    parse_scorer_list,
 )
-from schemas.config import DedupOptions, ReadOptions, RunConfig, SegmentOptions
+from schemas.config import DedupOptions, RunConfig, SegmentOptions
 
 logger = logging.getLogger(__name__)
 
@@ -102,35 +99,8 @@ def score_command(
     manifest.json. A rerun of the same command skips the shards that are complete.
     """
     try:
-        check_kind(kind)
         check_beam_args(ctx.args, "score")
-        options = build_scorer_options(
-            toxicity_model=toxicity_model,
-            toxicity_checkpoint=toxicity_checkpoint,
-            toxicity_hf_dir=toxicity_hf_dir,
-            toxicity_device=toxicity_device,
-            toxicity_threads=toxicity_threads,
-            toxicity_batch_size=toxicity_batch_size,
-            toxicity_max_tokens=toxicity_max_tokens,
-            toxicity_fp16=toxicity_fp16,
-            pii_spacy_model=pii_spacy_model,
-            scorer_option=scorer_option,
-        )
-        config = RunConfig(
-            inputs=inputs,
-            output_dir=output_dir.rstrip("/") if output_dir not in ("/",) else output_dir,
-            scorers=parse_scorer_list(scorers),
-            scorer_options=options,
-            read=ReadOptions(text_field=text_field, id_field=id_field),
-            segment=SegmentOptions(
-                language_field=language_field, kind=kind, spacy_language=spacy_language
-            ),
-            docs_per_shard=docs_per_shard,
-            fail_fast=fail_fast,
-            dedup=dedup_options(
-                dedup, dedup_threshold, dedup_num_perm, dedup_ngram, dedup_seed, write_duplicates
-            ),
-        )
+        config = build_run_config(ctx.params)
     except UsageError as error:
         fail(str(error), 2)
     if progress is None:
