@@ -9,12 +9,17 @@ final name.
 from __future__ import annotations
 
 import json
+import posixpath
+import re
 import uuid
 from collections.abc import Callable
 from typing import IO, Any
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+
+# Name of an `AtomicFile`'s temporary file: ".NAME.<uuid4 hex>.tmp".
+TEMPORARY_NAME = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")
 
 
 def join(*parts: str) -> str:
@@ -95,8 +100,15 @@ def remove(path: str) -> None:
 
 
 def remove_temporary_files(directory: str) -> int:
-    """Delete the temporary files that `AtomicFile` left in `directory`; returns how many."""
-    paths = match(join(directory, ".*.tmp"))
+    """Delete the temporary files that `AtomicFile` left in `directory`; returns how many.
+
+    Only names of `AtomicFile`'s form, ``.NAME.<32 hex digits>.tmp``, are deleted.
+    """
+    paths = [
+        path
+        for path in match(join(directory, ".*.tmp"))
+        if TEMPORARY_NAME.fullmatch(posixpath.basename(path))
+    ]
     if paths:
         FileSystems.delete(paths)
     return len(paths)

@@ -23,6 +23,17 @@ def local_runner():
     return FnApiRunner()
 
 
+def log_runner(runner: object) -> None:
+    """Log that the run is local when `runner` is the FnApiRunner of `local_runner`."""
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    if isinstance(runner, FnApiRunner):
+        logger.info(
+            "running locally on Beam's FnApiRunner (DirectRunner's batch engine, no download); "
+            "pass --runner PrismRunner to use Prism"
+        )
+
+
 def bind_grpc_servers_to_loopback() -> None:
     """Make gRPC servers created in this process listen on 127.0.0.1 instead of all interfaces.
 

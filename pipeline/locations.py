@@ -59,10 +59,23 @@ def check_output_location(inputs: str, input_files: Sequence[str], output_dir: s
                 "--overwrite deletes earlier output; choose an output directory that contains "
                 "no input"
             )
-    if "://" not in output and os.path.isfile(output):
+    if "://" not in output:
+        _check_not_a_file(output, output_dir)
+
+
+def _check_not_a_file(output: str, output_dir: str) -> None:
+    if os.path.isfile(output):
         raise OutputLocationError(
             f"OUTPUT_DIR {output_dir} is an existing file; pass a directory for the output"
         )
+    parent = os.path.dirname(output)
+    while parent != os.path.dirname(parent) and not os.path.isdir(parent):
+        if os.path.lexists(parent):
+            raise OutputLocationError(
+                f"OUTPUT_DIR {output_dir} is below {parent}, which is not a directory; "
+                "pass a directory for the output"
+            )
+        parent = os.path.dirname(parent)
 
 
 def _check_input_directory(directory: str, output: str, inputs: str, output_dir: str) -> None:

@@ -19,12 +19,29 @@ class _DropBeamImportNoise(logging.Filter):
 logging.getLogger().addFilter(_DropBeamImportNoise())
 
 
+# Errors of a scorer's setup that the command line reports in one line of its own.
+SCORER_SETUP_ERRORS = ("ModelDownloadError", "ScorerConfigError", "MissingDependencyError")
+
+
+class _DropScorerSetupTracebacks(logging.Filter):
+    """Drop Beam's log record, with traceback, of an error in a scorer's setup.
+
+    The command line reports such an error in one line (see `fail_on_scorer_setup`).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.exc_info or record.exc_info[1] is None:
+            return True
+        return type(record.exc_info[1]).__name__ not in SCORER_SETUP_ERRORS
+
+
 def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
     """-q: warnings only; default: our INFO lines; -v: Beam's INFO too; -vv: DEBUG."""
     own_level = logging.WARNING if quiet else logging.DEBUG if verbose >= 2 else logging.INFO
     other_level = logging.INFO if verbose >= 1 else logging.WARNING
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_DropScorerSetupTracebacks())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(other_level)

@@ -16,6 +16,7 @@ import datetime
 import json
 import logging
 import lzma
+import math
 import posixpath
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -31,17 +32,15 @@ from schemas.config import ReadOptions
 
 logger = logging.getLogger(__name__)
 
-INPUT_SUFFIXES = (
-    ".jsonl",
-    ".json",
-    ".ndjson",
-    ".jsonl.gz",
-    ".json.gz",
-    ".jsonl.zst",
-    ".gz",
-    ".zst",
-    ".parquet",
-)
+# Suffixes that `CompressionTypes.detect_compression_type` maps to a compression.
+COMPRESSION_SUFFIXES = (".gz", ".bz2", ".xz", ".lzma", ".zst", ".zstd", ".deflate")
+
+# Files of an input directory that are read: JSON Lines, plain or compressed (a bare
+# compression suffix, as in "part-0.gz", is read as JSON Lines), and Parquet.
+INPUT_SUFFIXES = (".jsonl", ".json", ".ndjson", ".parquet", *COMPRESSION_SUFFIXES)
+
+# Skipped files of an input directory named in its warning.
+SKIPPED_NAMES_SHOWN = 3
 
 PARQUET_SUFFIX = ".parquet"
 
@@ -61,6 +60,12 @@ REPAIR_LONE_SURROGATES = "lone_surrogates_replaced"
 REPAIR_CP1252 = "invalid_utf8_decoded_as_cp1252"
 REPAIR_BOM = "utf8_bom_removed"
 REPAIR_INVALID_ID = "invalid_id_replaced"
+REPAIR_NON_FINITE = "non_finite_numbers_replaced"
+
+# Records nested deeper than this (the record object is level 1) are rejected:
+# Python's JSON parser and serialiser recurse once per level and fail near 1000.
+MAX_NESTING_DEPTH = 100
+REJECT_TOO_DEEP = "too_deeply_nested"
 
 # InputIssue reasons, which are also their counter names.
 BLANK_LINE = "blank_lines_skipped"
@@ -111,18 +116,47 @@ def list_input_files(inputs: str) -> list[str]:
     Raises:
         FileNotFoundError: nothing matches, naming the pattern.
     """
-    patterns = [inputs]
     if FileSystems.exists(inputs) and is_directory(inputs):
-        patterns = [FileSystems.join(inputs, f"*{suffix}") for suffix in INPUT_SUFFIXES]
-    paths: set[str] = set()
-    for result in FileSystems.match(patterns):
-        paths.update(metadata.path for metadata in result.metadata_list)
+        paths = _directory_input_files(inputs)
+    else:
+        paths = {metadata.path for metadata in FileSystems.match([inputs])[0].metadata_list}
     if not paths:
         raise FileNotFoundError(
             f"no input files match {inputs!r}; pass a JSON Lines file (.jsonl, .jsonl.gz, "
-            ".jsonl.zst), a Parquet file (.parquet), a glob, or a directory holding such files"
+            ".jsonl.zst, ...), a Parquet file (.parquet), a glob, or a directory holding such "
+            "files"
         )
     return sorted(paths)
+
+
+def _directory_input_files(directory: str) -> set[str]:
+    """Return the files of `directory` with an `INPUT_SUFFIXES` suffix; warn of the others."""
+    found = [m.path for m in FileSystems.match([FileSystems.join(directory, "*")])[0].metadata_list]
+    paths = {path for path in found if path.lower().endswith(INPUT_SUFFIXES)}
+    skipped = sorted(posixpath.basename(path) for path in set(found) - paths)
+    subdirectories = _subdirectory_count(directory)
+    if skipped or subdirectories:
+        shown = ", ".join(skipped[:SKIPPED_NAMES_SHOWN])
+        more = ", ..." if len(skipped) > SKIPPED_NAMES_SHOWN else ""
+        logger.warning(
+            "%s: skipped %d file(s) whose names end in none of %s%s; subdirectories (%d here) "
+            "are not read; pass a glob to read files in them",
+            directory,
+            len(skipped),
+            " ".join(INPUT_SUFFIXES),
+            f" ({shown}{more})" if skipped else "",
+            subdirectories,
+        )
+    return paths
+
+
+def _subdirectory_count(directory: str) -> int:
+    # Object stores have no directories to count; their glob "*" matches no subfolder.
+    if "://" in directory:
+        return 0
+    import os
+
+    return sum(entry.is_dir() for entry in os.scandir(directory))
 
 
 def is_directory(path: str) -> bool:
@@ -317,8 +351,12 @@ def parse_record(
         record = json.loads(line)
     except json.JSONDecodeError as error:
         return reject("invalid_json", f"line is not valid JSON: {error}")
+    except RecursionError:
+        return reject(REJECT_TOO_DEEP, _too_deep_detail())
     if not isinstance(record, dict):
         return reject("not_an_object", f"line holds a JSON {type(record).__name__}, not an object")
+    if _nesting_depth(record) > MAX_NESTING_DEPTH:
+        return reject(REJECT_TOO_DEEP, _too_deep_detail())
     if options.text_field not in record or record[options.text_field] is None:
         return reject("missing_text", f"field {options.text_field!r} is missing or null")
     text = record.pop(options.text_field)
@@ -336,7 +374,50 @@ def parse_record(
             # The unusable id stays in the metadata, so it is not lost.
             record[options.id_field] = given_id
             repairs.append(REPAIR_INVALID_ID)
+    record = _replace_non_finite(record, repairs)
     return Document(doc_id, text, record, path, line_number, repairs)
+
+
+def _too_deep_detail() -> str:
+    return f"line nests arrays or objects more than {MAX_NESTING_DEPTH} levels deep"
+
+
+def _nesting_depth(value: Any) -> int:
+    """Return how many arrays and objects deep `value` goes, stopping past the limit."""
+    depth = 0
+    level = [value]
+    while level and depth <= MAX_NESTING_DEPTH:
+        containers = [item for item in level if isinstance(item, dict | list)]
+        if not containers:
+            break
+        depth += 1
+        level = [
+            child
+            for container in containers
+            for child in (container.values() if isinstance(container, dict) else container)
+        ]
+    return depth
+
+
+def _replace_non_finite(metadata: dict[str, Any], repairs: list[str]) -> dict[str, Any]:
+    """Replace NaN and infinite numbers in metadata by None, so it serialises as strict JSON."""
+    found = False
+
+    def finite(value: Any) -> Any:
+        nonlocal found
+        if isinstance(value, float) and not math.isfinite(value):
+            found = True
+            return None
+        if isinstance(value, dict):
+            return {key: finite(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [finite(item) for item in value]
+        return value
+
+    cleaned = finite(metadata)
+    if found:
+        repairs.append(REPAIR_NON_FINITE)
+    return cleaned
 
 
 def _decode_as_cp1252(error: UnicodeError) -> tuple[str, int]:
@@ -387,10 +468,15 @@ def _replace_lone_surrogates(text: str) -> str:
 
 
 def metadata_json(metadata: dict[str, Any]) -> str:
-    """Serialise metadata as JSON; lone surrogates stay as JSON escapes, so nothing is lost."""
-    text = json.dumps(metadata, ensure_ascii=False, sort_keys=True)
+    """Serialise metadata as strict JSON; lone surrogates stay as JSON escapes, so nothing is lost.
+
+    Raises:
+        ValueError: the metadata holds NaN or an infinity, which `parse_record`
+            and `parse_row` replace.
+    """
+    text = json.dumps(metadata, ensure_ascii=False, sort_keys=True, allow_nan=False)
     if _has_lone_surrogate(text):
-        return json.dumps(metadata, ensure_ascii=True, sort_keys=True)
+        return json.dumps(metadata, ensure_ascii=True, sort_keys=True, allow_nan=False)
     return text
 
 
@@ -458,6 +544,7 @@ def parse_row(
         if given_id is not None:
             record[options.id_field] = given_id
             repairs.append(REPAIR_INVALID_ID)
+    record = _replace_non_finite(record, repairs)
     return Document(doc_id, text, record, path, row_number, repairs)
 
 

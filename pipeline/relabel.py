@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import files
+from pipeline.local import log_runner
 from pipeline.run import (
     MANIFEST_FILE,
     PROGRESS_DIR,
@@ -131,6 +132,7 @@ def relabel(
     config = dict(source["config"], output_dir=output_dir, label=dataclasses.asdict(options))
     job = prepare_label_job(output_dir, options, stamp, config["read"]["id_field"])
     claim_directory(output_dir, _claim_record(run_dir, config), overwrite)
+    log_runner(runner)
 
     summary = {
         "config": config,

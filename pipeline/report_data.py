@@ -2,7 +2,9 @@
 
 It comes from OUT/manifest.json, OUT/thresholds.json and the final shards, which are read
 in two streaming passes over a few columns: the first collects labels and the range of
-each scorer's scores, the second fills histograms whose bins fit that range.
+each scorer's scores, the second fills histograms whose bins fit that range. Final shards
+in the ``phf`` layout lack these columns, so the scored shards are read instead and the
+labels computed from the thresholds (see `document_batches`).
 """
 
 from __future__ import annotations
@@ -11,15 +13,17 @@ import json
 import math
 import posixpath
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline import files
+from pipeline.label import label_segments
 from pipeline.run import MANIFEST_FILE, THRESHOLDS_FILE
-from pipeline.shards import SHARDS_DIR, iter_shard_batches
+from pipeline.shards import SCORED_DIR, SHARDS_DIR, iter_shard_batches
 from schemas.output import score_column
 
 DEFAULT_SOURCE_FIELD = "source"
@@ -68,6 +72,79 @@ class RunData:
     histograms: dict[str, tuple[np.ndarray, np.ndarray, bool]] = field(default_factory=dict)
     labels_by_kind: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     labels_by_source: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    shards: DocumentShards | None = None
+
+
+@dataclass
+class DocumentShards:
+    """The shards that hold a run's documents with the default columns.
+
+    Attributes:
+        paths: the final shards, or the scored shards when the final ones are in the
+            ``phf`` layout.
+        thresholds: scorer name -> threshold, to compute the labels of scored shards;
+            None when the shards have a ``labels`` column.
+    """
+
+    paths: list[str]
+    thresholds: dict[str, float | None] | None = None
+
+
+class NoDocumentShardsError(ValueError):
+    """The final shards are in the phf layout and no scored shards are left to read."""
+
+
+def document_shards(output_dir: str, manifest: Mapping, thresholds: Mapping) -> DocumentShards:
+    """Find the shards of a finished run that hold its documents with the default columns.
+
+    For the ``phf`` layout these are the scored shards: OUT/scored/, or for the output
+    of ``annotate label``, the scored or final shards of the run it relabelled.
+
+    Raises:
+        NoDocumentShardsError: the layout is ``phf`` and no such shards exist.
+    """
+    if manifest.get("layout", {}).get("name") != "phf":
+        return DocumentShards(files.match(files.join(output_dir, SHARDS_DIR, "*.parquet")))
+    names = [scorer["name"] for scorer in manifest.get("scorers", [])] or list(thresholds)
+    labels_from = {name: thresholds.get(name, {}).get("threshold") for name in names}
+    directories = [files.join(output_dir, SCORED_DIR)]
+    if manifest.get("relabelled_from"):
+        source = manifest["relabelled_from"]
+        directories += [files.join(source, SCORED_DIR), files.join(source, SHARDS_DIR)]
+    for directory in directories:
+        paths = files.match(files.join(directory, "*.parquet"))
+        if paths and "segments" in _column_names(paths[0]):
+            return DocumentShards(paths, labels_from)
+    raise NoDocumentShardsError(
+        f"the shards of {output_dir} are in the phf layout, which has no labels or kinds, "
+        f"and no scored shards are left to read them from (looked in {', '.join(directories)})"
+    )
+
+
+def _column_names(path: str) -> list[str]:
+    with files.open_read(path) as stream:
+        return pq.read_schema(stream).names
+
+
+def document_batches(shards: DocumentShards, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
+    """Yield the documents' `columns` in batches, in shard order, computing labels if needed."""
+    if shards.thresholds is None or "labels" not in columns:
+        yield from _batches(shards.paths, columns)
+        return
+    score_columns = [score_column(name) for name in shards.thresholds]
+    read_columns = list(dict.fromkeys([c for c in columns if c != "labels"] + ["segments"]))
+    for batch in _batches(shards.paths, read_columns + score_columns):
+        rows = batch.select(["segments", *score_columns]).to_pydict()
+        labels = [
+            label_segments(
+                segments,
+                {name: rows[score_column(name)][row] for name in shards.thresholds},
+                shards.thresholds,
+            )
+            for row, segments in enumerate(rows["segments"])
+        ]
+        batch = batch.append_column("labels", pa.array(labels, pa.list_(pa.string())))
+        yield batch.select(list(columns))
 
 
 def load_run(output_dir: str, source_field: str = DEFAULT_SOURCE_FIELD) -> RunData:
@@ -84,9 +161,9 @@ def load_run(output_dir: str, source_field: str = DEFAULT_SOURCE_FIELD) -> RunDa
     manifest, thresholds = load_run_files(output_dir)
     names = [scorer["name"] for scorer in manifest.get("scorers", [])] or list(thresholds)
     data = RunData(output_dir, manifest, thresholds, names)
-    shard_paths = files.match(files.join(output_dir, SHARDS_DIR, "*.parquet"))
-    collect_labels_and_ranges(data, shard_paths, source_field)
-    collect_histograms(data, shard_paths)
+    data.shards = document_shards(output_dir, manifest, thresholds)
+    collect_labels_and_ranges(data, data.shards, source_field)
+    collect_histograms(data, data.shards)
     return data
 
 
@@ -108,12 +185,12 @@ def load_run_files(output_dir: str) -> tuple[dict, dict]:
     return manifest, thresholds
 
 
-def collect_labels_and_ranges(data: RunData, shard_paths: Sequence[str], source_field: str):
+def collect_labels_and_ranges(data: RunData, shards: DocumentShards, source_field: str):
     """First pass: segment labels by kind and by source, and each scorer's score range."""
     data.ranges = {name: ScoreRange() for name in data.scorer_names}
     columns = ["kind", "labels", "metadata", "input_file"]
     columns += [score_column(name) for name in data.scorer_names]
-    for batch in _batches(shard_paths, columns):
+    for batch in document_batches(shards, columns):
         rows = batch.to_pydict()
         for kind, labels, metadata, input_file in zip(
             rows["kind"], rows["labels"], rows["metadata"], rows["input_file"], strict=True
@@ -127,7 +204,7 @@ def collect_labels_and_ranges(data: RunData, shard_paths: Sequence[str], source_
             data.ranges[name].update(_scores(batch, name))
 
 
-def collect_histograms(data: RunData, shard_paths: Sequence[str]) -> None:
+def collect_histograms(data: RunData, shards: DocumentShards) -> None:
     """Second pass: one histogram per scorer, over bins chosen from the first pass."""
     bins = {}
     for name, score_range in data.ranges.items():
@@ -135,7 +212,7 @@ def collect_histograms(data: RunData, shard_paths: Sequence[str]) -> None:
             threshold = data.thresholds.get(name, {}).get("threshold")
             bins[name] = histogram_bins(score_range, threshold)
     counts = {name: np.zeros(len(edges) - 1, dtype=np.int64) for name, (edges, _) in bins.items()}
-    for batch in _batches(shard_paths, [score_column(name) for name in bins]):
+    for batch in document_batches(shards, [score_column(name) for name in bins]):
         for name, (edges, log_x) in bins.items():
             values = _scores(batch, name)
             if log_x:

@@ -22,6 +22,7 @@ from pipeline.dedup import lsh_parameters
 from pipeline.dedup_stage import AttachDuplicates
 from pipeline.label import ESCAPE_CHARACTER, check_control_tokens, control_tokens
 from pipeline.label_stage import LABEL_STAGE, LABELLED_SHARDS_SKIPPED, LabelJob, LabelShardFn
+from pipeline.local import log_runner
 from pipeline.locations import check_output_location
 from pipeline.phf_layout import MergeFieldKinds, meta_fields, shard_field_kinds
 from pipeline.read import list_input_files
@@ -111,15 +112,51 @@ def config_fingerprint(config: RunConfig, scorers: Sequence[Scorer], command: st
 
 
 def claim_output_dir(
-    config: RunConfig, scorers: Sequence[Scorer], overwrite: bool, command: str = "run"
+    config: RunConfig,
+    scorers: Sequence[Scorer],
+    overwrite: bool,
+    command: str = "run",
+    input_files: Sequence[str] = (),
 ) -> None:
-    """Record this run's fingerprint in OUT, refusing a directory that holds another run."""
+    """Record this run's fingerprint and input files in OUT, refusing another run's output."""
     record = {
         "fingerprint": config_fingerprint(config, scorers, command),
         "command": command,
         "config": config.to_dict(),
+        "input_files": input_file_states(input_files),
     }
     claim_directory(config.output_dir, record, overwrite)
+
+
+def input_file_states(paths: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Map each input file to its size in bytes and modification time, as the filesystem says."""
+    from apache_beam.io.filesystems import FileSystems
+
+    states = {}
+    for result in FileSystems.match(list(paths)):
+        for metadata in result.metadata_list:
+            states[metadata.path] = {
+                "size": metadata.size_in_bytes,
+                "modified": metadata.last_updated_in_seconds,
+            }
+    return states
+
+
+def changed_inputs(stored: dict | None, current: dict | None) -> str | None:
+    """Describe how the input files differ between two `input_file_states`, or None."""
+    if stored is None or current is None or stored == current:
+        return None
+    groups = {
+        "changed": [path for path in current if path in stored and current[path] != stored[path]],
+        "added": [path for path in current if path not in stored],
+        "removed": [path for path in stored if path not in current],
+    }
+    parts = []
+    for kind, paths in groups.items():
+        if paths:
+            more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+            parts.append(f"{kind}: {', '.join(paths[:3])}{more}")
+    return "; ".join(parts)
 
 
 def claim_directory(output_dir: str, record: dict, overwrite: bool) -> None:
@@ -127,9 +164,14 @@ def claim_directory(output_dir: str, record: dict, overwrite: bool) -> None:
 
     A resumed run first deletes the temporary files that a killed attempt left.
 
+    A run is not resumed when its input files changed since it began (a size or
+    modification time differs, or a file was added or removed): duplicates and
+    thresholds span all shards, so redoing the changed files' shards alone would
+    leave the other shards wrong.
+
     Raises:
-        OutputConflictError: OUT contains a run with another fingerprint, or
-            output without a run record, and `overwrite` is False.
+        OutputConflictError: OUT contains a run with another fingerprint or other
+            input files, or output without a run record, and `overwrite` is False.
     """
     run_file = files.join(output_dir, PROGRESS_DIR, RUN_FILE)
     if overwrite:
@@ -141,6 +183,12 @@ def claim_directory(output_dir: str, record: dict, overwrite: bool) -> None:
             raise OutputConflictError(
                 f"{output_dir} holds the output of a run with other inputs or options; "
                 "choose another output directory, or pass --overwrite to replace it"
+            )
+        changes = changed_inputs(stored.get("input_files"), record.get("input_files"))
+        if changes:
+            raise OutputConflictError(
+                f"{output_dir} holds a run whose input files changed since it began ({changes}); "
+                "pass --overwrite to start it again, or choose another output directory"
             )
         logger.info("resuming the run in %s; completed shards are skipped", output_dir)
         _remove_temporary_files(output_dir)
@@ -556,7 +604,8 @@ def run_pipeline(
     dedup_bands(config)
     input_files = list_input_files(config.inputs)
     check_output_location(config.inputs, input_files, config.output_dir)
-    claim_output_dir(config, scorers, overwrite, command)
+    claim_output_dir(config, scorers, overwrite, command, input_files)
+    log_runner(runner)
     options = PipelineOptions(list(beam_args))
     logger.info("annotating %d input file(s) into %s", len(input_files), config.output_dir)
     with beam.Pipeline(runner=runner, options=options) as pipeline:

@@ -161,6 +161,14 @@ class ScoreFileFn(beam.DoFn):
         counts["documents_rejected"] = rejected.count
         counts["documents_duplicates"] = len(removed)
         result.counts = dict(counts)
+        logger.debug(
+            "scored shard %s: %d documents read, %d scored, %d rejected, %d duplicates",
+            name,
+            counts["documents_read"],
+            writer.rows,
+            rejected.count,
+            len(removed),
+        )
         return result
 
     def _write_batch(

@@ -31,10 +31,14 @@ PROGRESS_DIR = "_progress"
 
 
 def shard_stem(input_file: str) -> str:
-    """A readable, collision-free name for an input file: its base name and a path hash."""
+    """A readable, collision-free name for an input file: its base name and a path hash.
+
+    The name never starts with "." or "_", which pyarrow.dataset, Spark and Hadoop
+    take for hidden files and skip.
+    """
     base = posixpath.basename(input_file.rstrip("/"))
-    base = re.sub(r"\.(jsonl|json|ndjson|parquet)(\.(gz|zst))?$", "", base)
-    base = re.sub(r"[^A-Za-z0-9._-]+", "_", base)[:60] or "input"
+    base = re.sub(r"\.(jsonl|json|ndjson|parquet)(\.(gz|zst|bz2|xz|lzma|deflate))?$", "", base)
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", base)[:60].lstrip("._") or "input"
     digest = hashlib.sha1(input_file.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     return f"{base}-{digest}"
 

@@ -353,19 +353,39 @@ def fraction_warning(name: str, entry: Mapping) -> str | None:
     """Return a warning when the fraction labelled good is more than 1 point away from P.
 
     The fraction is of segments, or of characters when the percentile is
-    weighted by characters.
+    weighted by characters. The warning names the cause: too few segments for
+    P to be resolved, or else ties at the threshold.
     """
     percentile = entry.get("percentile")
     unit = entry.get("percentile_weight", "segments")
     fraction = entry.get("fraction_good_characters" if unit == "characters" else "fraction_good")
     if percentile is None or fraction is None or abs(fraction * 100 - percentile) <= 1:
         return None
-    return (
+    found = (
         f"{name}: {fraction:.2%} of the {unit} are labelled good at threshold "
-        f"{entry['threshold']:.6g}, the P = {percentile:g} percentile. The difference is "
-        "more than 1 point because every segment scoring exactly the threshold is good "
-        "(ties); a fixed --threshold states the rule directly"
+        f"{entry['threshold']:.6g}, the P = {percentile:g} percentile. "
     )
+    segments = entry.get("num_segments") or 0
+    if _too_few_segments(segments, percentile, fraction, unit):
+        return found + (
+            f"With {segments} scored segments, each is {100 / segments:.3g}% of them, too "
+            f"few to resolve P = {percentile:g} within 1 point; score more segments, or set "
+            "a fixed --threshold"
+        )
+    return found + (
+        "The difference is more than 1 point because every segment scoring exactly the "
+        "threshold is good (ties); a fixed --threshold states the rule directly"
+    )
+
+
+def _too_few_segments(segments: int, percentile: float, fraction: float, unit: str) -> bool:
+    """Whether the segment count alone explains a fraction more than 1 point away from P."""
+    if not segments:
+        return False
+    if unit == "segments":
+        # Without ties the fraction is the nearest rank's, a multiple of 1 / segments.
+        return abs(fraction - nearest_rank(percentile, segments) / segments) <= 0.01
+    return segments * min(percentile, 100 - percentile) < 100
 
 
 def nearest_rank(percentile: float, total: float) -> float:

@@ -161,7 +161,7 @@ class PresidioPiiScorer(Scorer):
 
     def score_segments(self, segments: Sequence[str]) -> list[Score]:
         """Analyze each segment on its own and return its findings per character."""
-        self._counts["segments_scored"] += len(segments)
+        self._counts["segments_scored"] += _non_blank(segments)
         return [_density(len(self.find(segment)), len(segment)) for segment in segments]
 
     def score_documents(self, documents: Sequence[Sequence[str]]) -> list[list[Score]]:
@@ -182,11 +182,15 @@ class PresidioPiiScorer(Scorer):
         - With ``spacy_model`` set, NER and context words see the whole document.
         """
         scores = [self._score_document(segments) for segments in documents]
-        self._counts["segments_scored"] += sum(len(segments) for segments in documents)
+        self._counts["segments_scored"] += sum(_non_blank(segments) for segments in documents)
         return scores
 
     def stats(self) -> dict[str, int]:
-        """Counts since setup: segments scored, findings per entity, texts split."""
+        """Counts since setup: non-blank segments scored, findings per entity, texts split.
+
+        Blank segments get no score in the output, so they are not counted, and
+        ``segments_scored`` matches the run's ``scored_<scorer>`` count.
+        """
         return dict(self._counts)
 
     def _score_document(self, segments: Sequence[str]) -> list[Score]:
@@ -219,6 +223,10 @@ class PresidioPiiScorer(Scorer):
             for result in results
             if result.end > result.start and result.score >= self._min_scores[result.entity_type]
         ]
+
+
+def _non_blank(segments: Sequence[str]) -> int:
+    return sum(1 for segment in segments if segment.strip())
 
 
 def _density(count: int, length: int) -> float:

@@ -466,3 +466,16 @@ def test_segmentation_error_falls_back_to_lines(tmp_path, monkeypatch):
         "on two lines.",
     ]
     assert outcome.row("normal")["segments"] == ["Normal one. ", "Fine."]
+
+
+def test_deep_nesting_and_non_finite_metadata(tmp_path):
+    deep = b'{"id": "n", "text": "Deep.", "m": ' + b"[" * 990 + b"]" * 990 + b"}"
+    lines = [deep, b'{"id": "f", "text": "Fine here.", "x": NaN, "y": 1.5}']
+    outcome = run_lines(tmp_path, lines)
+
+    assert_accounting(outcome, read=2, written=1, rejected=1)
+    assert_counters(
+        outcome, {"rejected_too_deeply_nested": 1, "repaired_non_finite_numbers_replaced": 1}
+    )
+    assert [r["reason"] for r in outcome.rejected()] == ["too_deeply_nested"]
+    assert json.loads(outcome.row("f")["metadata"]) == {"x": None, "y": 1.5}

@@ -1,11 +1,14 @@
 """`annotate` through its Typer app: help, usage errors, and a real local run."""
 
 import json
+import os
 
 import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.cli.app import UsageError
+from pipeline.shards import shard_name
 from tests.conftest import write_jsonl
 
 runner = CliRunner()
@@ -41,6 +44,10 @@ def test_run_help_explains_options():
         (["--scorers", "toxicity_profanity,toxicity_profanity"], "--scorers: a scorer is listed"),
         (["--kind", "poetry"], "--kind must be"),
         (["--not-an-option", "1"], "unknown option --not-an-option"),
+        (["OUT2"], "unexpected extra argument 'OUT2'; 'annotate run' takes the arguments"),
+        (["--project", "p", "extra"], "unexpected extra argument 'extra'"),
+        (["-q"], "unknown option -q; put -q/-v before the command: annotate -q run ..."),
+        (["-vv"], "unknown option -vv; put -q/-v before the command: annotate -vv run ..."),
         (["--dedup", "fuzzy"], "--dedup must be none, exact or minhash"),
         (["--dedup", "minhash", "--dedup-threshold", "0"], "--dedup-threshold must be above 0"),
         (
@@ -79,6 +86,8 @@ def test_usage_errors_exit_2(tmp_path, extra, message):
         ("data/a.jsonl", "data", "the input file data/a.jsonl is inside OUTPUT_DIR data"),
         ("data/**", "data/out", "the input pattern {inputs} matches files that the run writes"),
         ("data/*.json", "data", "the input pattern {inputs} matches files that the run writes"),
+        ("data/a.jsonl", "data/a.jsonl/sub", "OUTPUT_DIR {out} is below {tmp}/data/a.jsonl,"),
+        ("data/a.jsonl", "data/b.json/x/y", "OUTPUT_DIR {out} is below {tmp}/data/b.json, which"),
     ],
 )
 def test_output_overlapping_input_exits_2(tmp_path, monkeypatch, inputs, output, message):
@@ -88,7 +97,8 @@ def test_output_overlapping_input_exits_2(tmp_path, monkeypatch, inputs, output,
     (tmp_path / "data" / "b.json").write_text('{"text": "Hi."}\n')
     result = runner.invoke(app, ["run", inputs, output, "--scorers", "code_style"])
     assert result.exit_code == 2, result.output
-    assert message.format(out=output, inputs=inputs) in result.output
+    tmp = os.path.realpath(tmp_path)
+    assert message.format(out=output, inputs=inputs, tmp=tmp) in result.output
     assert result.output.count("\n") == 1
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["a.jsonl", "b.json"]
 
@@ -147,7 +157,7 @@ def test_run_exact_dedup_reports_duplicates(tmp_path):
     args = ["run", str(source), str(out), "--scorers", "code_style", "--dedup", "exact"]
     result = runner.invoke(app, args + ["--write-duplicates"])
     assert result.exit_code == 0, result.output
-    assert "2 read, 0 rejected (see rejected/), 1 duplicates removed" in result.output
+    assert "2 read, 0 rejected, 1 duplicates removed" in result.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["config"]["dedup"]["method"] == "exact"
     assert manifest["config"]["dedup"]["write_duplicates"] is True
@@ -195,3 +205,80 @@ def test_label_missing_run_exits_2(tmp_path):
     result = runner.invoke(app, ["label", str(tmp_path / "none"), str(tmp_path / "out")])
     assert result.exit_code == 2
     assert "has no scored/*.parquet or shards/*.parquet" in result.output
+
+
+@pytest.mark.parametrize("command", ["score", "label"])
+def test_score_and_label_reject_extra_arguments(tmp_path, command):
+    source = write_jsonl(tmp_path / "in.jsonl", [{"text": "Hello."}])
+    args = [command, str(source), str(tmp_path / "out"), "OUT2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.output == (
+        f"annotate: error: unexpected extra argument 'OUT2'; 'annotate {command}' takes the "
+        f"arguments shown by 'annotate {command} --help'\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_vv_shows_debug_lines_of_the_pipeline(tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", [{"text": "x = 1\n", "lang": "python"}])
+    args = ["-vv", "run", str(source), str(tmp_path / "out"), "--scorers", "code_style"]
+    result = runner.invoke(app, args + ["--no-report", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    [line] = [line for line in result.output.splitlines() if " DEBUG " in line]
+    assert line.endswith(
+        "DEBUG pipeline.score_stage: scored shard "
+        f"{shard_name(str(source), 0)}: 1 documents read, 1 scored, 0 rejected, 0 duplicates"
+    )
+
+
+def test_run_help_shows_the_beam_table_name():
+    result = runner.invoke(app, ["run", "--help"])
+    assert result.exit_code == 0
+    assert "Beam options in a [beam] table." in " ".join(result.output.split())
+
+
+def test_output_conflict_is_the_only_line_printed(tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", [{"text": "x = 1\n", "lang": "python"}])
+    args = ["run", str(source), str(tmp_path / "out"), "--scorers", "code_style", "--no-report"]
+    assert runner.invoke(app, args).exit_code == 0
+    result = runner.invoke(app, [*args, "--percentile", "code_style=50"])
+    assert result.exit_code == 2
+    assert result.output.startswith("annotate: error: ")
+    assert "holds the output of a run with other inputs or options" in result.output
+    assert result.output.count("\n") == 1
+
+
+def test_counts_summary_names_rejected_only_when_used():
+    from pipeline.cli.run_command import counts_summary
+
+    counts = {"documents_read": 5, "documents_rejected": 0, "documents_duplicates": 1}
+    assert counts_summary(counts) == "5 read, 0 rejected, 1 duplicates removed"
+    counts["documents_rejected"] = 2
+    assert counts_summary(counts) == "5 read, 2 rejected (see rejected/), 1 duplicates removed"
+
+
+def test_build_run_config_collects_shared_options():
+    from pipeline.cli.run_options import SCORER_OPTION_NAMES, build_run_config
+    from schemas.config import LabelOptions
+
+    params = dict.fromkeys(SCORER_OPTION_NAMES)
+    params.update(toxicity_fp16=False, scorer_option=["pii.language=en"], toxicity_threads=2)
+    params.update(inputs="in/*.jsonl", output_dir="gs://b/out/", scorers="code_style,pii")
+    params.update(text_field="body", id_field="key", language_field="lang", kind="prose")
+    params.update(spacy_language="en", docs_per_shard=5, fail_fast=True, write_duplicates=False)
+    params.update(dedup="exact", dedup_threshold=0.8, dedup_num_perm=128, dedup_ngram=5)
+    params.update(dedup_seed=1)
+    label = LabelOptions(good_token="<|ok|>")
+    config = build_run_config(params, label)
+    assert (config.inputs, config.output_dir) == ("in/*.jsonl", "gs://b/out")
+    assert config.scorers == ("code_style", "pii")
+    assert config.scorer_options["pii"] == {"language": "en"}
+    assert config.scorer_options["toxicity"]["threads"] == 2
+    assert (config.read.text_field, config.read.id_field) == ("body", "key")
+    assert (config.segment.kind, config.docs_per_shard, config.fail_fast) == ("prose", 5, True)
+    assert config.dedup.method == "exact"
+    assert config.label == label
+    assert build_run_config(params).label == LabelOptions()
+    with pytest.raises(UsageError, match="--kind must be"):
+        build_run_config(dict(params, kind="poetry"))

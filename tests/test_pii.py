@@ -350,3 +350,13 @@ def test_spacy_model_path_adds_ner(tmp_path, caplog, blocked_sockets):
     ]
     assert caplog.records == []
     assert blocked_sockets == []
+
+
+def test_stats_count_only_non_blank_segments():
+    scorer = PresidioPiiScorer()
+    scorer.setup()
+
+    scorer.score_documents([["Mail jane.roe@example.org.", "\n\n", "Nothing."], ["  "]])
+    scorer.score_segments(["Call 212-555-0142.", " "])
+
+    assert scorer.stats()["segments_scored"] == 3

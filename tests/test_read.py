@@ -202,3 +202,59 @@ def test_list_input_files_directory_and_missing(tmp_path):
     ]
     with pytest.raises(FileNotFoundError, match="no input files match"):
         list_input_files(str(tmp_path / "missing.jsonl"))
+
+
+@pytest.mark.parametrize("levels", [read.MAX_NESTING_DEPTH, 990, 5000])
+def test_deeply_nested_line_is_rejected(levels):
+    line = b'{"id": "n", "text": "deep.", "m": ' + b"[" * levels + b"]" * levels + b"}"
+    result = parse(line)
+    assert isinstance(result, Rejection)
+    assert result.reason == "too_deeply_nested"
+
+
+def test_nesting_at_the_limit_is_read():
+    levels = read.MAX_NESTING_DEPTH - 1
+    line = b'{"text": "deep.", "m": ' + b"[" * levels + b"]" * levels + b"}"
+    doc = parse(line)
+    assert isinstance(doc, Document)
+    assert read.metadata_json(doc.metadata) == '{"m": ' + "[" * levels + "]" * levels + "}"
+
+
+def test_non_finite_numbers_in_metadata_become_null():
+    doc = parse(b'{"id": NaN, "text": "Hi.", "a": Infinity, "b": [1.5, -Infinity], "c": 2}')
+    assert doc.metadata == {"id": None, "a": None, "b": [1.5, None], "c": 2}
+    assert doc.repairs == ["invalid_id_replaced", "non_finite_numbers_replaced"]
+    assert read.metadata_json(doc.metadata) == '{"a": null, "b": [1.5, null], "c": 2, "id": null}'
+
+
+def test_finite_metadata_needs_no_repair():
+    assert parse(b'{"text": "Hi.", "a": 1e308}').repairs == []
+
+
+def test_metadata_json_refuses_non_finite_numbers():
+    with pytest.raises(ValueError):
+        read.metadata_json({"a": float("nan")})
+
+
+def test_directory_reads_every_supported_suffix_and_warns_of_the_rest(tmp_path, caplog):
+    names = ["a.jsonl.bz2", "b.jsonl.xz", "c.jsonl.lzma", "d.jsonl.deflate", "e.parquet"]
+    names += ["f.ndjson", "g.json.zst", "h.gz", ".hidden.jsonl"]
+    for name in names + ["notes.txt", "data.csv", "z.md", "zz.tsv"]:
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "x.jsonl").write_bytes(b"")
+    with caplog.at_level("WARNING", logger="pipeline.read"):
+        assert list_input_files(str(tmp_path)) == sorted(str(tmp_path / n) for n in names)
+    [record] = caplog.records
+    assert record.getMessage() == (
+        f"{tmp_path}: skipped 4 file(s) whose names end in none of .jsonl .json .ndjson "
+        ".parquet .gz .bz2 .xz .lzma .zst .zstd .deflate (data.csv, notes.txt, z.md, ...); "
+        "subdirectories (1 here) are not read; pass a glob to read files in them"
+    )
+
+
+def test_directory_of_input_files_only_logs_nothing(tmp_path, caplog):
+    (tmp_path / "a.jsonl").write_bytes(b"")
+    with caplog.at_level("WARNING", logger="pipeline.read"):
+        assert list_input_files(str(tmp_path)) == [str(tmp_path / "a.jsonl")]
+    assert caplog.records == []

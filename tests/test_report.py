@@ -15,6 +15,7 @@ from pipeline.report_data import (
     ScoreRange,
     document_source,
     histogram_bins,
+    load_run,
     top_groups,
 )
 from tests.conftest import sample_records, write_jsonl
@@ -165,3 +166,47 @@ def test_top_groups_sums_the_rest():
     assert order == ["a", "b", "other (2 sources)"]
     assert kept["other (2 sources)"] == Counter(bad=1, blank=2)
     assert top_groups(groups, limit=4)[1] == ["a", "b", "d", "c"]
+
+
+def test_report_and_inspect_read_a_phf_layout_run(tmp_path):
+    records = [
+        {"id": "p", "text": "Hello there. You are kind. Go away, idiot.", "lang": "en"},
+        {"id": "c", "text": "import os\nx=1\n", "lang": "python"},
+    ]
+    source = write_jsonl(tmp_path / "in.jsonl", records)
+    out = tmp_path / "out"
+    args = ["run", str(source), str(out), "--scorers", "toxicity_profanity,code_style"]
+    args += ["--layout", "phf", "--scorer", "toxicity_profanity", "--threshold"]
+    args += ["toxicity_profanity=0.5", "--threshold", "code_style=0.1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (out / "report.html").exists()
+    data = load_run(str(out))
+    assert data.labels_by_kind == {
+        "prose": Counter(good=2, bad=1),
+        "code": Counter(good=1, bad=1),
+    }
+    assert data.ranges["code_style_pycodestyle_v1"].count == 2
+
+    result = runner.invoke(app, ["inspect", str(out), "--id", "p"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"p  prose  {source}:1  3 segments: 2 good, 1 bad"
+    assert lines[3].startswith("     2 bad ")
+
+    (out / "report.html").unlink()
+    assert runner.invoke(app, ["report", str(out)]).exit_code == 0
+    assert (out / "report.html").exists()
+
+
+def test_inspect_phf_layout_without_scored_shards_exits_2(tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "text": "Hi there."}])
+    out = tmp_path / "out"
+    args = ["run", str(source), str(out), "--scorers", "toxicity_profanity", "--no-report"]
+    args += ["--layout", "phf", "--scorer", "toxicity_profanity"]
+    assert runner.invoke(app, args).exit_code == 0
+    for path in (out / "scored").iterdir():
+        path.unlink()
+    result = runner.invoke(app, ["inspect", str(out)])
+    assert result.exit_code == 2
+    assert "in the phf layout" in result.output

@@ -118,3 +118,38 @@ def test_killed_run_resumes_to_same_output(corpus, tmp_path):
     assert temporary_files(out) == []
     assert not (out / "_progress" / "summaries").exists()
     assert output_content(out) == output_content(reference)
+
+
+def test_rerun_after_an_input_changed_is_refused(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    first = write_jsonl(inputs / "a.jsonl", [{"id": "a", "text": "x = 1\n", "lang": "python"}])
+    write_jsonl(inputs / "b.jsonl", [{"id": "b", "text": "y = 2\n", "lang": "python"}])
+    out = tmp_path / "out"
+    args = ["run", str(inputs / "*.jsonl"), str(out), "--scorers", "code_style", "--no-report"]
+    runner = CliRunner()
+    assert runner.invoke(app, args).exit_code == 0
+    with first.open("a") as stream:
+        stream.write(json.dumps({"id": "new", "text": "z = 3\n", "lang": "python"}) + "\n")
+
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert f"input files changed since it began (changed: {first})" in result.output
+    args.append("--overwrite")
+    assert runner.invoke(app, args).exit_code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["documents_written"] == 3
+
+
+def test_changed_inputs_names_changed_added_and_removed_files():
+    from pipeline.run import changed_inputs
+
+    stored = {"a": {"size": 1, "modified": 5.0}, "b": {"size": 2, "modified": 5.0}}
+    current = {"a": {"size": 1, "modified": 6.0}, "c": {"size": 3, "modified": 5.0}}
+    assert changed_inputs(stored, current) == "changed: a; added: c; removed: b"
+    assert changed_inputs(stored, dict(stored)) is None
+    assert changed_inputs(None, current) is None

@@ -59,12 +59,13 @@ def test_score_manifest_balances(scored_dir):
 def test_score_rerun_skips_complete_shards(scored_dir):
     _, out, args, _ = scored_dir
     before = {p: p.stat().st_mtime_ns for p in (out / "scored").glob("*.parquet")}
-    (out / "scored" / ".leftover.parquet.0123.tmp").write_bytes(b"partial")
+    leftover = out / "scored" / f".leftover.parquet.{'0123' * 8}.tmp"
+    leftover.write_bytes(b"partial")
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     after = {p: p.stat().st_mtime_ns for p in (out / "scored").glob("*.parquet")}
     assert after == before
-    assert not (out / "scored" / ".leftover.parquet.0123.tmp").exists()
+    assert not leftover.exists()
 
 
 def test_run_into_score_dir_is_refused(scored_dir):

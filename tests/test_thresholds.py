@@ -166,6 +166,7 @@ def test_fraction_warning_only_beyond_one_point():
         "percentile_weight": "segments",
         "fraction_good": 0.9711,
         "fraction_good_characters": 0.05,
+        "num_segments": 10_000,
     }
     message = fraction_warning("pii_presidio_v1", entry)
     assert message.startswith("pii_presidio_v1: 97.11% of the segments are labelled good")
@@ -174,3 +175,17 @@ def test_fraction_warning_only_beyond_one_point():
     assert fraction_warning("x", dict(entry, percentile_weight="characters")) is None
     assert fraction_warning("x", dict(entry, percentile=None)) is None
     assert fraction_warning("x", dict(entry, fraction_good=None)) is None
+
+
+def test_fraction_warning_blames_too_few_segments():
+    entry = {"percentile": 5.0, "threshold": 0.1, "fraction_good": 1 / 6, "num_segments": 6}
+    assert fraction_warning("x_v1", entry) == (
+        "x_v1: 16.67% of the segments are labelled good at threshold 0.1, the P = 5 "
+        "percentile. With 6 scored segments, each is 16.7% of them, too few to resolve "
+        "P = 5 within 1 point; score more segments, or set a fixed --threshold"
+    )
+    ties = dict(entry, fraction_good=4 / 6)
+    assert "(ties)" in fraction_warning("x_v1", ties)
+    characters = dict(entry, percentile_weight="characters", fraction_good_characters=0.3)
+    assert "too few to resolve" in fraction_warning("x_v1", characters)
+    assert "(ties)" in fraction_warning("x_v1", dict(characters, num_segments=40))

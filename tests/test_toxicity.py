@@ -369,3 +369,24 @@ def test_score_before_setup_raises():
 )
 def test_plan_batches(lengths, batch_size, max_tokens, expected):
     assert plan_batches(lengths, batch_size, max_tokens) == expected
+
+
+@pytest.mark.parametrize("command", ["run", "score"])
+def test_weights_unavailable_is_one_line_exit_1(tmp_path, monkeypatch, command):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from tests.conftest import write_jsonl
+
+    def offline(model_name):
+        raise toxicity.ModelDownloadError(f"Detoxify {model_name!r} weights are offline. Hint.")
+
+    monkeypatch.setattr(toxicity, "_download_checkpoint", offline)
+    source = write_jsonl(tmp_path / "in.jsonl", [{"text": "Hello there."}])
+    args = [command, str(source), str(tmp_path / "out"), "--scorers", "toxicity"]
+    result = CliRunner().invoke(app, [*args, "--no-progress"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert result.output.splitlines()[-1] == (
+        "annotate: error: Detoxify 'original' weights are offline. Hint."
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from typing import Annotated, Any
 
@@ -67,6 +68,9 @@ logger = logging.getLogger(__name__)
 
 LOCAL_RUNNERS = {"directrunner", "direct", "fnapirunner"}
 
+# Options of `annotate` itself, which must come before the command.
+GLOBAL_OPTION = re.compile(r"-q|--quiet|-v+|--verbose")
+
 
 class UsageError(Exception):
     """An invalid option value; reported as a one-line message with exit code 2."""
@@ -116,8 +120,11 @@ def parse_scorer_options(values: list[str]) -> dict[str, dict[str, Any]]:
     return result
 
 
-def check_beam_args(args: list[str]) -> None:
-    """Reject arguments that no Beam pipeline option accepts, instead of dropping them."""
+def check_beam_args(args: list[str], command: str = "run") -> None:
+    """Reject arguments that no Beam pipeline option accepts, instead of dropping them.
+
+    Extra positional arguments are rejected too: Beam would only log them.
+    """
     import argparse
 
     from apache_beam.options.pipeline_options import PipelineOptions
@@ -132,12 +139,22 @@ def check_beam_args(args: list[str]) -> None:
         except argparse.ArgumentError:
             continue
     _, unknown = parser.parse_known_args(args)
-    flags = [arg for arg in unknown if arg.startswith("-")]
-    if flags:
+    if not unknown:
+        return
+    first = unknown[0]
+    if not first.startswith("-"):
         raise UsageError(
-            f"unknown option {flags[0]}; run 'annotate run --help' for this tool's options "
-            "(other options must be Beam pipeline options)"
+            f"unexpected extra argument {first!r}; 'annotate {command}' takes the arguments "
+            f"shown by 'annotate {command} --help'"
         )
+    if GLOBAL_OPTION.fullmatch(first):
+        raise UsageError(
+            f"unknown option {first}; put -q/-v before the command: annotate {first} {command} ..."
+        )
+    raise UsageError(
+        f"unknown option {first}; run 'annotate {command} --help' for this tool's options "
+        "(other options must be Beam pipeline options)"
+    )
 
 
 def local_runner(runner: str):
@@ -146,10 +163,8 @@ def local_runner(runner: str):
         return runner
     from pipeline.local import local_runner as fn_api_runner
 
-    logger.info(
-        "running locally on Beam's FnApiRunner (DirectRunner's batch engine, no download); "
-        "pass --runner PrismRunner to use Prism"
-    )
+    # pipeline.local.log_runner says so once the output directory is claimed, so a
+    # usage error found before then stays the only line printed.
     return fn_api_runner()
 
 

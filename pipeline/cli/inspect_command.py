@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from pipeline.cli.app import app, fail
+
+if TYPE_CHECKING:
+    from pipeline.report_data import DocumentShards
 
 LABEL_COLORS = {"good": "green", "bad": "red"}
 
@@ -42,15 +45,15 @@ def inspect_command(
     ] = 120,
 ) -> None:
     """Print documents with their segments, scores and labels."""
-    from pipeline.report_data import NotAnOutputDirectoryError
+    from pipeline.report_data import NoDocumentShardsError, NotAnOutputDirectoryError
 
     try:
         run = load_output(output_dir.rstrip("/") or "/")
-    except NotAnOutputDirectoryError as error:
+    except (NotAnOutputDirectoryError, NoDocumentShardsError) as error:
         fail(str(error), 2)
     shown = 0
     found: set[str] = set()
-    for row in iter_documents(run["shard_paths"], run["scorer_names"]):
+    for row in iter_documents(run["shards"], run["scorer_names"]):
         if document_ids and row["id"] not in document_ids:
             continue
         if bad_only and "bad" not in row["labels"]:
@@ -66,10 +69,8 @@ def inspect_command(
 
 
 def load_output(output_dir: str) -> dict:
-    """Read the scorer names, aliases and thresholds of a finished run, and list its shards."""
-    from pipeline import files
-    from pipeline.report_data import load_run_files
-    from pipeline.shards import SHARDS_DIR
+    """Read the scorer names, aliases and thresholds of a finished run, and find its shards."""
+    from pipeline.report_data import document_shards, load_run_files
 
     manifest, thresholds = load_run_files(output_dir)
     scorers = manifest.get("scorers", [])
@@ -77,20 +78,19 @@ def load_output(output_dir: str) -> dict:
         "scorer_names": [scorer["name"] for scorer in scorers],
         "aliases": {scorer["name"]: scorer.get("alias", scorer["name"]) for scorer in scorers},
         "thresholds": {name: entry.get("threshold") for name, entry in thresholds.items()},
-        "shard_paths": files.match(files.join(output_dir, SHARDS_DIR, "*.parquet")),
+        "shards": document_shards(output_dir, manifest, thresholds),
     }
 
 
-def iter_documents(shard_paths: Sequence[str], scorer_names: Sequence[str]) -> Iterator[dict]:
-    """Yield the rows of the final shards, in shard order, as dicts."""
-    from pipeline.shards import iter_shard_batches
+def iter_documents(shards: DocumentShards, scorer_names: Sequence[str]) -> Iterator[dict]:
+    """Yield the documents of a run, in shard order, as dicts."""
+    from pipeline.report_data import document_batches
     from schemas.output import score_column
 
     columns = ["id", "kind", "segments", "labels", "input_file", "input_line"]
     columns += [score_column(name) for name in scorer_names]
-    for path in shard_paths:
-        for batch in iter_shard_batches(path, columns=columns):
-            yield from batch.to_pylist()
+    for batch in document_batches(shards, columns):
+        yield from batch.to_pylist()
 
 
 def format_document(row: Mapping, run: Mapping, bad_only: bool, max_chars: int) -> str:

@@ -47,7 +47,7 @@ def label_command(
     from pipeline.run import OutputConflictError
 
     try:
-        check_beam_args(ctx.args)
+        check_beam_args(ctx.args, "label")
     except UsageError as error:
         fail(str(error), 2)
     try:

@@ -25,10 +25,10 @@ def report_command(
 ) -> None:
     """Write OUTPUT_DIR/report.html: score histograms, labels by kind and source, counts."""
     from pipeline.report import ReportDependencyError, build_report
-    from pipeline.report_data import NotAnOutputDirectoryError
+    from pipeline.report_data import NoDocumentShardsError, NotAnOutputDirectoryError
 
     try:
         path = build_report(output_dir.rstrip("/") or "/", source_field)
-    except (ReportDependencyError, NotAnOutputDirectoryError) as error:
+    except (ReportDependencyError, NotAnOutputDirectoryError, NoDocumentShardsError) as error:
         fail(str(error), 2)
     typer.echo(f"Report: {path}")

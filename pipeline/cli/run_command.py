@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Annotated
 
 import typer
@@ -43,8 +44,7 @@ from pipeline.cli.run_options import (
     SpacyLanguage,
     TextField,
     WriteDuplicates,
-    check_kind,
-    dedup_options,
+    build_run_config,
 )
 from pipeline.cli.scorer_options import (
     DEFAULT_SCORER_LIST,
@@ -59,10 +59,9 @@ from pipeline.cli.scorer_options import (
     ToxicityMaxTokens,
     ToxicityModel,
     ToxicityThreads,
-    build_scorer_options,
-    parse_scorer_list,
 )
-from schemas.config import DedupOptions, LabelOptions, ReadOptions, RunConfig, SegmentOptions
+from pipeline.logs import SCORER_SETUP_ERRORS
+from schemas.config import DedupOptions, LabelOptions, RunConfig, SegmentOptions
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ logger = logging.getLogger(__name__)
         "DataflowRunner --project P --region R --temp_location gs://B/tmp, or "
         "--direct_num_workers 2 --direct_running_mode multi_processing).\n\n"
         "A --config TOML file contains any of these options, keyed by the option name "
-        "without its dashes (default-percentile = 10), and Beam options in a [beam] table. "
+        "without its dashes (default-percentile = 10), and Beam options in a \\[beam] table. "
         "Options on the command line override it; INPUTS and OUTPUT_DIR stay on the command "
         "line. Exit codes: 0 success, 1 run failure, 2 usage error."
     ),
@@ -143,37 +142,9 @@ def run_command(
 ) -> None:
     """Run the whole job: read, segment, score, threshold, label, write Parquet shards."""
     try:
-        check_kind(kind)
         beam_args = merge_beam_arguments(ctx.meta.get(CONFIG_BEAM_ARGS_KEY, []), ctx.args)
         check_beam_args(beam_args)
-        options = build_scorer_options(
-            toxicity_model=toxicity_model,
-            toxicity_checkpoint=toxicity_checkpoint,
-            toxicity_hf_dir=toxicity_hf_dir,
-            toxicity_device=toxicity_device,
-            toxicity_threads=toxicity_threads,
-            toxicity_batch_size=toxicity_batch_size,
-            toxicity_max_tokens=toxicity_max_tokens,
-            toxicity_fp16=toxicity_fp16,
-            pii_spacy_model=pii_spacy_model,
-            scorer_option=scorer_option,
-        )
-        config = RunConfig(
-            inputs=inputs,
-            output_dir=output_dir.rstrip("/") if output_dir not in ("/",) else output_dir,
-            scorers=parse_scorer_list(scorers),
-            scorer_options=options,
-            read=ReadOptions(text_field=text_field, id_field=id_field),
-            segment=SegmentOptions(
-                language_field=language_field, kind=kind, spacy_language=spacy_language
-            ),
-            label=label_options,
-            docs_per_shard=docs_per_shard,
-            fail_fast=fail_fast,
-            dedup=dedup_options(
-                dedup, dedup_threshold, dedup_num_perm, dedup_ngram, dedup_seed, write_duplicates
-            ),
-        )
+        config = build_run_config(ctx.params, label_options)
     except UsageError as error:
         fail(str(error), 2)
     if print_config:
@@ -221,8 +192,48 @@ def execute(
             manifest = run(config, beam_args, beam_runner, overwrite, progress_dir, config_file)
     except OutputConflictError as error:
         fail(str(error), 2)
+    except Exception as error:
+        fail_on_scorer_setup(error)
+        raise
     report_path = write_report(config.output_dir) if report else None
     print_summary(config.output_dir, manifest, report_path)
+
+
+_SETUP_ERROR_LINE = re.compile(rf"\b(?:{'|'.join(SCORER_SETUP_ERRORS)}): (.+)")
+
+
+def fail_on_scorer_setup(error: BaseException) -> None:
+    """Exit with code 1 and one line when `error` comes from a scorer's setup.
+
+    Beam wraps an exception raised in a worker, sometimes keeping only its text, so
+    the chain of causes is searched first, and then the message.
+    """
+    seen = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if type(current).__name__ in SCORER_SETUP_ERRORS:
+            fail(_first_line(str(current)) or type(current).__name__, 1)
+        current = current.__cause__ or current.__context__
+    found = _SETUP_ERROR_LINE.search(str(error))
+    if found:
+        fail(_first_line(found.group(1)), 1)
+
+
+def _first_line(message: str) -> str:
+    """The message's first line, without the step name that Beam appends."""
+    line = message.strip().split("\n", 1)[0]
+    return re.sub(r" \[while running '[^']*'\]$", "", line)
+
+
+def counts_summary(counts: dict) -> str:
+    """Documents read, rejected and removed as duplicates; names rejected/ when it has any."""
+    rejected = counts["documents_rejected"]
+    see = " (see rejected/)" if rejected else ""
+    return (
+        f"{counts['documents_read']} read, {rejected} rejected{see}, "
+        f"{counts['documents_duplicates']} duplicates removed"
+    )
 
 
 def check_before_run(config: RunConfig) -> list[str]:
@@ -276,12 +287,13 @@ def progress_display(input_files: list[str], enabled: bool):
 
 
 def write_report(output_dir: str) -> str | None:
-    """Write OUT/report.html; warn and skip it when matplotlib is missing."""
+    """Write OUT/report.html; warn and skip it when matplotlib or the data it plots is missing."""
     from pipeline.report import ReportDependencyError, build_report
+    from pipeline.report_data import NoDocumentShardsError
 
     try:
         return build_report(output_dir)
-    except ReportDependencyError as error:
+    except (ReportDependencyError, NoDocumentShardsError) as error:
         logger.warning("no report.html: %s", error)
         return None
 
@@ -307,11 +319,7 @@ def print_summary(output_dir: str, manifest: dict, report_path: str | None = Non
     for name, entry in thresholds.items():
         typer.echo(f"  thresholds.json    {name}: {threshold_summary(entry)}")
     typer.echo("  special_tokens.json  the control tokens, to add to a tokenizer")
-    typer.echo(
-        f"  manifest.json      {counts['documents_read']} read, "
-        f"{counts['documents_rejected']} rejected (see rejected/), "
-        f"{counts['documents_duplicates']} duplicates removed"
-    )
+    typer.echo(f"  manifest.json      {counts_summary(counts)}")
     if report_path:
         typer.echo("  report.html        plots of scores and labels, and the counts")
     if not counts["balanced"]:

@@ -6,12 +6,24 @@ help and their checks are the same in both.
 
 from __future__ import annotations
 
-from typing import Annotated
+import inspect
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 import typer
 
 from pipeline.cli.app import UsageError
-from schemas.config import DEDUP_METHODS, DedupOptions
+from pipeline.cli.scorer_options import build_scorer_options, parse_scorer_list
+from schemas.config import (
+    DEDUP_METHODS,
+    DedupOptions,
+    LabelOptions,
+    ReadOptions,
+    RunConfig,
+    SegmentOptions,
+)
+
+SCORER_OPTION_NAMES = tuple(inspect.signature(build_scorer_options).parameters)
 
 INPUT = "Input and segments"
 RUN = "Run"
@@ -180,3 +192,41 @@ def dedup_options(
     if threshold <= 0:
         raise UsageError(f"--dedup-threshold must be above 0 and at most 1, got {threshold}")
     return DedupOptions(method, threshold, num_perm, ngram_size, seed, write)
+
+
+def build_run_config(params: Mapping[str, Any], label: LabelOptions | None = None) -> RunConfig:
+    """Check and collect the options that `annotate run` and `annotate score` share.
+
+    Args:
+        params: the command's parameter values by name (``ctx.params``).
+        label: the threshold and token options of `annotate run`; None keeps the defaults.
+
+    Raises:
+        UsageError: an invalid --kind, --dedup or scorer option.
+    """
+    check_kind(params["kind"])
+    output_dir = params["output_dir"]
+    label_options = {"label": label} if label is not None else {}
+    return RunConfig(
+        inputs=params["inputs"],
+        output_dir=output_dir.rstrip("/") if output_dir != "/" else output_dir,
+        scorers=parse_scorer_list(params["scorers"]),
+        scorer_options=build_scorer_options(**{name: params[name] for name in SCORER_OPTION_NAMES}),
+        read=ReadOptions(text_field=params["text_field"], id_field=params["id_field"]),
+        segment=SegmentOptions(
+            language_field=params["language_field"],
+            kind=params["kind"],
+            spacy_language=params["spacy_language"],
+        ),
+        docs_per_shard=params["docs_per_shard"],
+        fail_fast=params["fail_fast"],
+        dedup=dedup_options(
+            params["dedup"],
+            params["dedup_threshold"],
+            params["dedup_num_perm"],
+            params["dedup_ngram"],
+            params["dedup_seed"],
+            params["write_duplicates"],
+        ),
+        **label_options,
+    )

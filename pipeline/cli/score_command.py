@@ -7,7 +7,12 @@ import logging
 import typer
 
 from pipeline.cli.app import LOCAL_RUNNERS, UsageError, app, check_beam_args, fail, local_runner
-from pipeline.cli.run_command import check_before_run, progress_display
+from pipeline.cli.run_command import (
+    check_before_run,
+    counts_summary,
+    fail_on_scorer_setup,
+    progress_display,
+)
 from pipeline.cli.run_options import (
     Dedup,
     DedupNgram,
@@ -27,8 +32,7 @@ from pipeline.cli.run_options import (
     SpacyLanguage,
     TextField,
     WriteDuplicates,
-    check_kind,
-    dedup_options,
+    build_run_config,
 )
 from pipeline.cli.scorer_options import (
     DEFAULT_SCORER_LIST,
@@ -43,10 +47,8 @@ from pipeline.cli.scorer_options import (
     ToxicityMaxTokens,
     ToxicityModel,
     ToxicityThreads,
-    build_scorer_options,
-    parse_scorer_list,
 )
-from schemas.config import DedupOptions, ReadOptions, RunConfig, SegmentOptions
+from schemas.config import DedupOptions, RunConfig, SegmentOptions
 
 logger = logging.getLogger(__name__)
 
@@ -97,35 +99,8 @@ def score_command(
     manifest.json. A rerun of the same command skips the shards that are complete.
     """
     try:
-        check_kind(kind)
-        check_beam_args(ctx.args)
-        options = build_scorer_options(
-            toxicity_model=toxicity_model,
-            toxicity_checkpoint=toxicity_checkpoint,
-            toxicity_hf_dir=toxicity_hf_dir,
-            toxicity_device=toxicity_device,
-            toxicity_threads=toxicity_threads,
-            toxicity_batch_size=toxicity_batch_size,
-            toxicity_max_tokens=toxicity_max_tokens,
-            toxicity_fp16=toxicity_fp16,
-            pii_spacy_model=pii_spacy_model,
-            scorer_option=scorer_option,
-        )
-        config = RunConfig(
-            inputs=inputs,
-            output_dir=output_dir.rstrip("/") if output_dir not in ("/",) else output_dir,
-            scorers=parse_scorer_list(scorers),
-            scorer_options=options,
-            read=ReadOptions(text_field=text_field, id_field=id_field),
-            segment=SegmentOptions(
-                language_field=language_field, kind=kind, spacy_language=spacy_language
-            ),
-            docs_per_shard=docs_per_shard,
-            fail_fast=fail_fast,
-            dedup=dedup_options(
-                dedup, dedup_threshold, dedup_num_perm, dedup_ngram, dedup_seed, write_duplicates
-            ),
-        )
+        check_beam_args(ctx.args, "score")
+        config = build_run_config(ctx.params)
     except UsageError as error:
         fail(str(error), 2)
     if progress is None:
@@ -148,6 +123,9 @@ def execute_score(
             manifest = score(config, beam_args, local_runner(runner), overwrite, progress_dir)
     except OutputConflictError as error:
         fail(str(error), 2)
+    except Exception as error:
+        fail_on_scorer_setup(error)
+        raise
     print_score_summary(config.output_dir, manifest)
 
 
@@ -159,11 +137,7 @@ def print_score_summary(output_dir: str, manifest: dict) -> None:
         f"  scored/*.parquet   {counts['documents_scored']} documents with segments and scores "
         f"({counts['segments_prose']} prose, {counts['segments_code']} code segments)"
     )
-    typer.echo(
-        f"  manifest.json      {counts['documents_read']} read, "
-        f"{counts['documents_rejected']} rejected (see rejected/), "
-        f"{counts['documents_duplicates']} duplicates removed"
-    )
+    typer.echo(f"  manifest.json      {counts_summary(counts)}")
     if not counts["balanced"]:
         logger.error("document counts do not balance: %s", counts)
         raise typer.Exit(1)
