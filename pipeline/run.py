@@ -532,22 +532,30 @@ def log_fraction_warnings(output_dir: str) -> None:
             logger.warning("%s", message)
 
 
-def accounting(counts: dict[str, int]) -> dict[str, Any]:
-    """Documents in and out; read = written + rejected + removed as duplicates."""
+def accounting(
+    counts: dict[str, int],
+    output: str = "documents_written",
+    segment_counts: Sequence[str] = ("segments_good", "segments_bad", "segments_blank"),
+) -> dict[str, Any]:
+    """Documents in and out; read = `output` + rejected + removed as duplicates.
+
+    Args:
+        counts: all counts of the run.
+        output: the count of documents that reached the output of the pass.
+        segment_counts: segment counts copied into the result.
+    """
     read = counts.get("documents_read", 0)
-    written = counts.get("documents_written", 0)
+    written = counts.get(output, 0)
     rejected = counts.get("documents_rejected", 0)
     duplicates = counts.get("documents_duplicates", 0)
-    return {
+    result = {
         "documents_read": read,
-        "documents_written": written,
+        output: written,
         "documents_rejected": rejected,
         "documents_duplicates": duplicates,
         "balanced": read == written + rejected + duplicates,
-        "segments_good": counts.get("segments_good", 0),
-        "segments_bad": counts.get("segments_bad", 0),
-        "segments_blank": counts.get("segments_blank", 0),
     }
+    return result | {name: counts.get(name, 0) for name in segment_counts}
 
 
 def run(

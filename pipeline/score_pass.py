@@ -18,6 +18,7 @@ import apache_beam as beam
 from pipeline import files
 from pipeline.run import (
     MANIFEST_FILE,
+    accounting,
     build_score_stages,
     provenance,
     run_pipeline,
@@ -76,7 +77,7 @@ def write_score_manifest(
         "packages": summary["provenance"]["packages"],
         "input_files": summary["input_files"],
         "dedup_lsh": summary.get("dedup_lsh"),
-        "counts": score_accounting(counts),
+        "counts": accounting(counts, "documents_scored", ("segments_prose", "segments_code")),
         "all_counts": dict(sorted(counts.items())),
         "damaged_inputs": sorted(damaged_inputs, key=lambda entry: entry["input_file"]),
         "label_counts": {},
@@ -84,23 +85,6 @@ def write_score_manifest(
     output_dir = summary["config"]["output_dir"]
     files.write_json(files.join(output_dir, MANIFEST_FILE), manifest)
     return manifest
-
-
-def score_accounting(counts: dict[str, int]) -> dict[str, Any]:
-    """Documents in and out of the pass; read = scored + rejected + removed as duplicates."""
-    read = counts.get("documents_read", 0)
-    scored = counts.get("documents_scored", 0)
-    rejected = counts.get("documents_rejected", 0)
-    duplicates = counts.get("documents_duplicates", 0)
-    return {
-        "documents_read": read,
-        "documents_scored": scored,
-        "documents_rejected": rejected,
-        "documents_duplicates": duplicates,
-        "balanced": read == scored + rejected + duplicates,
-        "segments_prose": counts.get("segments_prose", 0),
-        "segments_code": counts.get("segments_code", 0),
-    }
 
 
 def score(
