@@ -29,6 +29,9 @@ MODEL_WINDOW = 512
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_MAX_TOKENS = 8192
 
+# Numeric precision of the forward pass. Only fp32 gives predict's scores; see the class docstring.
+PRECISIONS = ("fp32", "bf16", "int8")
+
 TOXICITY_CLASS = "toxicity"
 
 # detoxify.detoxify.load_checkpoint renames these Jigsaw classes but does not export the map.
@@ -67,6 +70,12 @@ class DetoxifyToxicityScorer(Scorer):
         batch_size: maximum segments per batch. Default 64.
         max_tokens: maximum padded tokens per batch, rows times the longest row. A segment
             longer than this forms a batch of its own. Default 8192.
+        precision: ``fp32`` (default) computes ``predict``'s scores. ``bf16`` runs the model
+            under ``torch.autocast`` in bfloat16, on CPU or GPU. ``int8`` exports the model to
+            ONNX in `setup`, quantizes its weights to int8 with ONNX Runtime's dynamic
+            quantization and runs it with ONNX Runtime, on the CPU only; it needs the ``onnx``
+            extra. Both change scores: on a random-weight BERT-base by up to 0.002 (bf16) and
+            0.008 (int8). docs/benchmarks.md gives their speed and label agreement.
     """
 
     name = "toxicity_detoxify_v1"
@@ -90,7 +99,14 @@ class DetoxifyToxicityScorer(Scorer):
         self.threads = _positive_int(options, "threads", None)
         self.batch_size = _positive_int(options, "batch_size", DEFAULT_BATCH_SIZE)
         self.max_tokens = _positive_int(options, "max_tokens", DEFAULT_MAX_TOKENS)
+        self.precision = options.get("precision", "fp32")
+        if self.precision not in PRECISIONS:
+            raise ScorerConfigError(
+                f"invalid toxicity precision {self.precision!r}; "
+                f"expected one of {', '.join(PRECISIONS)}"
+            )
         self._detoxify = None
+        self._int8_session = None
         self._counts = {"truncated_segments": 0, "duplicate_segments": 0}
 
     @classmethod
@@ -103,6 +119,7 @@ class DetoxifyToxicityScorer(Scorer):
             "threads",
             "batch_size",
             "max_tokens",
+            "precision",
         )
 
     @property
@@ -124,6 +141,11 @@ class DetoxifyToxicityScorer(Scorer):
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if self.precision == "int8" and device != "cpu":
+            raise ScorerConfigError(
+                f"toxicity precision 'int8' runs on the CPU only, but the device is {device!r}. "
+                "Pass device cpu, or use precision bf16 on a GPU."
+            )
         if self.hf_dir is not None and not os.path.isdir(self.hf_dir):
             raise ScorerConfigError(
                 f"toxicity hf_dir {self.hf_dir!r} is not a directory. Pass the directory "
@@ -135,13 +157,18 @@ class DetoxifyToxicityScorer(Scorer):
         else:
             loaded, source = _read_checkpoint(self.checkpoint), self.checkpoint
         self._detoxify = _build_detoxify(loaded, source, self.hf_dir, device)
+        if self.precision == "int8":
+            from scorers.onnx_int8 import Int8Session
+
+            self._int8_session = Int8Session(self._detoxify.model, self.threads)
         self._toxicity_index = self._detoxify.class_names.index(TOXICITY_CLASS)
         self._window = min(MODEL_WINDOW, self._detoxify.tokenizer.model_max_length)
         self._counts = dict.fromkeys(self._counts, 0)
-        logger.info("loaded Detoxify model from %s on %s", source, device)
+        logger.info("loaded Detoxify model from %s on %s in %s", source, device, self.precision)
 
     def teardown(self) -> None:
         self._detoxify = None
+        self._int8_session = None
 
     def stats(self) -> dict[str, int]:
         """Return counts since setup.
@@ -196,10 +223,16 @@ class DetoxifyToxicityScorer(Scorer):
 
         # Same computation as Detoxify.predict: sigmoid of the logits, one class column.
         features = detoxify.tokenizer.pad(encodings, return_tensors="pt")
-        features = features.to(detoxify.model.device)
-        with torch.inference_mode():
-            logits = detoxify.model(**features)[0]
-        return torch.sigmoid(logits)[:, self._toxicity_index].cpu().tolist()
+        if self._int8_session is not None:
+            logits = self._int8_session.logits(features)
+        else:
+            features = features.to(detoxify.model.device)
+            autocast = torch.autocast(
+                detoxify.model.device.type, torch.bfloat16, enabled=self.precision == "bf16"
+            )
+            with torch.inference_mode(), autocast:
+                logits = detoxify.model(**features)[0]
+        return torch.sigmoid(logits.float())[:, self._toxicity_index].cpu().tolist()
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int, max_tokens: int) -> list[list[int]]:

@@ -11,7 +11,8 @@ torch = pytest.importorskip("torch")
 
 from detoxify import Detoxify  # noqa: E402
 
-from scorers.base import ScorerConfigError  # noqa: E402
+from scorers import onnx_int8  # noqa: E402
+from scorers.base import MissingDependencyError, ScorerConfigError  # noqa: E402
 from scorers.testing import write_detoxify_checkpoint  # noqa: E402
 from scorers.toxicity import (  # noqa: E402
     MODEL_WINDOW,
@@ -269,6 +270,7 @@ def test_path_objects_accepted(tiny_checkpoint, tmp_path, reference):
         ({"batch_size": 0}, "invalid toxicity batch_size 0"),
         ({"max_tokens": "8192"}, "invalid toxicity max_tokens '8192'"),
         ({"threads": -1}, "invalid toxicity threads -1"),
+        ({"precision": "fp16"}, "invalid toxicity precision 'fp16'"),
         ({"window": 3}, "has no option 'window'"),
     ],
 )
@@ -299,3 +301,57 @@ def test_score_before_setup_raises():
 )
 def test_plan_batches(lengths, batch_size, max_tokens, expected):
     assert plan_batches(lengths, batch_size, max_tokens) == expected
+
+
+def test_fp32_precision_is_default(tiny_checkpoint):
+    default = make_scorer(tiny_checkpoint).score_segments(MIXED)
+    exact = make_scorer(tiny_checkpoint, precision="fp32").score_segments(MIXED)
+    assert exact == default
+
+
+def test_bf16_scores_close_to_fp32(tiny_checkpoint):
+    # bfloat16 keeps 8 significant bits; on the tiny model scores moved by at most 8e-4.
+    exact = make_scorer(tiny_checkpoint).score_segments(MIXED)
+    reduced = make_scorer(tiny_checkpoint, precision="bf16").score_segments(MIXED)
+    differences = [abs(a - b) for a, b in zip(exact, reduced, strict=True)]
+    assert max(differences) <= 5e-3
+    assert max(differences) > 1e-6, "bf16 gave the fp32 scores, so autocast did not apply"
+
+
+def test_int8_scores_close_to_fp32(tiny_checkpoint):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    # On the tiny model int8 moved scores by at most 7e-3.
+    exact = make_scorer(tiny_checkpoint).score_segments(MIXED + [RUN_ON])
+    scorer = make_scorer(tiny_checkpoint, precision="int8", batch_size=3, max_tokens=40)
+    reduced = scorer.score_segments(MIXED + [RUN_ON])
+    differences = [abs(a - b) for a, b in zip(exact, reduced, strict=True)]
+    assert max(differences) <= 0.03
+    assert max(differences) > 1e-6, "int8 gave the fp32 scores, so the ONNX model did not run"
+    assert scorer.stats()["truncated_segments"] == 1
+
+
+def test_int8_without_onnxruntime_names_extra(tiny_checkpoint, monkeypatch):
+    real_find_spec = onnx_int8.importlib.util.find_spec
+
+    def find_spec(name, *args):
+        return None if name == "onnxruntime" else real_find_spec(name, *args)
+
+    monkeypatch.setattr(onnx_int8.importlib.util, "find_spec", find_spec)
+    scorer = DetoxifyToxicityScorer(
+        checkpoint=str(tiny_checkpoint[0]), hf_dir=str(tiny_checkpoint[1]), precision="int8"
+    )
+    with pytest.raises(MissingDependencyError, match="onnxruntime") as raised:
+        scorer.setup()
+    assert 'pip install "feedback-annotate[toxicity,onnx]"' in str(raised.value)
+
+
+def test_int8_on_gpu_device_rejected(tiny_checkpoint):
+    scorer = DetoxifyToxicityScorer(
+        checkpoint=str(tiny_checkpoint[0]),
+        hf_dir=str(tiny_checkpoint[1]),
+        precision="int8",
+        device="cuda",
+    )
+    with pytest.raises(ScorerConfigError, match="runs on the CPU only, but the device is 'cuda'"):
+        scorer.setup()
