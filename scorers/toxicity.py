@@ -26,8 +26,10 @@ MODEL_NAMES = ("original", "unbiased", "multilingual", "original-small", "unbias
 # (BERT, RoBERTa, XLM-RoBERTa and ALBERT). Longer segments are truncated.
 MODEL_WINDOW = 512
 
-DEFAULT_BATCH_SIZE = 64
+DEFAULT_BATCH_SIZE = 512
 DEFAULT_MAX_TOKENS = 8192
+# What starting a batch costs, in padded tokens, when batches are planned.
+DEFAULT_BATCH_COST = 256
 
 # Numeric precision of the forward pass. Only fp32 gives predict's scores; see the class docstring.
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -67,9 +69,11 @@ class DetoxifyToxicityScorer(Scorer):
         device: torch device. Default ``cuda`` when available, else ``cpu``.
         threads: torch CPU threads, set process-wide with ``torch.set_num_threads``.
             Default: torch's own default.
-        batch_size: maximum segments per batch. Default 64.
+        batch_size: maximum segments per batch. Default 512.
         max_tokens: maximum padded tokens per batch, rows times the longest row. A segment
             longer than this forms a batch of its own. Default 8192.
+        batch_cost: the cost of one more batch, in padded tokens, that `plan_batches` weighs
+            against padding. Default 256.
         precision: ``fp32`` (default) computes ``predict``'s scores. ``bf16`` runs the model
             under ``torch.autocast`` in bfloat16, on CPU or GPU. ``int8`` exports the model to
             ONNX in `setup`, quantizes its weights to int8 with ONNX Runtime's dynamic
@@ -99,6 +103,7 @@ class DetoxifyToxicityScorer(Scorer):
         self.threads = _positive_int(options, "threads", None)
         self.batch_size = _positive_int(options, "batch_size", DEFAULT_BATCH_SIZE)
         self.max_tokens = _positive_int(options, "max_tokens", DEFAULT_MAX_TOKENS)
+        self.batch_cost = _positive_int(options, "batch_cost", DEFAULT_BATCH_COST)
         self.precision = options.get("precision", "fp32")
         if self.precision not in PRECISIONS:
             raise ScorerConfigError(
@@ -119,6 +124,7 @@ class DetoxifyToxicityScorer(Scorer):
             "threads",
             "batch_size",
             "max_tokens",
+            "batch_cost",
             "precision",
         )
 
@@ -182,9 +188,9 @@ class DetoxifyToxicityScorer(Scorer):
     def score_segments(self, segments: Sequence[str]) -> list[Score]:
         """Return the toxicity probability of each segment, None for blank segments.
 
-        Identical segments are scored once. Segments are sorted by token length and
-        batched within ``batch_size`` and ``max_tokens``, and each batch is padded to its
-        longest row.
+        Identical segments are scored once. Segments are sorted by token length and cut into
+        batches by `plan_batches`, within ``batch_size`` and ``max_tokens``. Each batch is
+        padded to its longest row.
         """
         detoxify = self.detoxify
         unique = list(dict.fromkeys(s for s in segments if s.strip()))
@@ -197,7 +203,7 @@ class DetoxifyToxicityScorer(Scorer):
 
         scores: dict[str, float] = {}
         lengths = [len(encoding["input_ids"]) for encoding in encodings]
-        for batch in plan_batches(lengths, self.batch_size, self.max_tokens):
+        for batch in plan_batches(lengths, self.batch_size, self.max_tokens, self.batch_cost):
             batch_scores = self._score_batch(detoxify, [encodings[i] for i in batch])
             scores.update(zip((unique[i] for i in batch), batch_scores, strict=True))
         return [scores.get(segment) for segment in segments]
@@ -235,26 +241,48 @@ class DetoxifyToxicityScorer(Scorer):
         return torch.sigmoid(logits.float())[:, self._toxicity_index].cpu().tolist()
 
 
-def plan_batches(lengths: Sequence[int], batch_size: int, max_tokens: int) -> list[list[int]]:
-    """Group row indices into batches, longest rows first.
+def plan_batches(
+    lengths: Sequence[int],
+    batch_size: int,
+    max_tokens: int,
+    batch_cost: int = DEFAULT_BATCH_COST,
+) -> list[list[int]]:
+    """Group row indices into batches of similar length, longest rows first.
 
     A batch contains at most ``batch_size`` rows and, padded to its longest row, at most
     ``max_tokens`` tokens, except that a row longer than ``max_tokens`` forms its own batch.
-    Ties keep the input order, so the plan is deterministic.
+    Within these limits the plan minimizes the padded tokens of all batches plus
+    ``batch_cost`` tokens per batch, so that a batch is split where the padding it would
+    carry costs more than starting another batch. Rows sorted by length are cut into
+    consecutive runs by dynamic programming. Ties keep the input order and, between plans
+    of equal cost, fill earlier batches first, so the plan is deterministic.
     """
+    import numpy as np
+
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    widths = np.array([lengths[i] for i in order], dtype=np.int64)
+    count = len(order)
+    # cost[j]: least cost of the first j rows; start[j]: where the last batch of it starts.
+    cost = np.zeros(count + 1, dtype=np.int64)
+    start = np.zeros(count + 1, dtype=np.int64)
+    for stop in range(1, count + 1):
+        first = max(0, stop - batch_size)
+        rows = stop - np.arange(first, stop)
+        # A candidate batch runs from row i to stop - 1; row i is its longest.
+        padded = rows * widths[first:stop]
+        candidates = cost[first:stop] + padded + batch_cost
+        candidates[(rows > 1) & (padded > max_tokens)] = np.iinfo(np.int64).max
+        # The last minimum is the shortest final batch, which leaves earlier batches full.
+        best = len(candidates) - 1 - int(np.argmin(candidates[::-1]))
+        cost[stop] = candidates[best]
+        start[stop] = first + best
+
     batches: list[list[int]] = []
-    for i in order:
-        current = batches[-1] if batches else []
-        # The first row of a batch is its longest, because rows arrive longest first.
-        fits = current and (
-            len(current) < batch_size and (len(current) + 1) * lengths[current[0]] <= max_tokens
-        )
-        if fits:
-            current.append(i)
-        else:
-            batches.append([i])
-    return batches
+    stop = count
+    while stop > 0:
+        batches.append(order[start[stop] : stop])
+        stop = int(start[stop])
+    return batches[::-1]
 
 
 def _optional_path(value: Any) -> str | None:

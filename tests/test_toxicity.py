@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 import shutil
 
 import pytest
@@ -271,6 +273,7 @@ def test_path_objects_accepted(tiny_checkpoint, tmp_path, reference):
         ({"max_tokens": "8192"}, "invalid toxicity max_tokens '8192'"),
         ({"threads": -1}, "invalid toxicity threads -1"),
         ({"precision": "fp16"}, "invalid toxicity precision 'fp16'"),
+        ({"batch_cost": 0}, "invalid toxicity batch_cost 0"),
         ({"window": 3}, "has no option 'window'"),
     ],
 )
@@ -301,6 +304,69 @@ def test_score_before_setup_raises():
 )
 def test_plan_batches(lengths, batch_size, max_tokens, expected):
     assert plan_batches(lengths, batch_size, max_tokens) == expected
+
+
+@pytest.mark.parametrize(
+    ("lengths", "batch_cost", "expected"),
+    [
+        # Padding the two short rows to 10 costs 16 tokens: more than a batch at cost 15,
+        # less than a batch at cost 17. At cost 0, batches of one row carry no padding.
+        ([10, 2, 10, 2], 0, [[0], [2], [1], [3]]),
+        ([10, 2, 10, 2], 100, [[0, 2, 1, 3]]),
+        ([10, 2, 10, 2], 15, [[0, 2], [1, 3]]),
+        ([10, 2, 10, 2], 17, [[0, 2, 1, 3]]),
+    ],
+)
+def test_plan_batches_weighs_padding(lengths, batch_cost, expected):
+    assert plan_batches(lengths, 4, 100, batch_cost) == expected
+
+
+def _set_partitions(items):
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for partition in _set_partitions(rest):
+        yield [[first], *partition]
+        for index in range(len(partition)):
+            yield [*partition[:index], [first, *partition[index]], *partition[index + 1 :]]
+
+
+def _plan_cost(lengths, batches, batch_cost):
+    return sum(len(b) * max(lengths[i] for i in b) + batch_cost for b in batches)
+
+
+def test_plan_batches_minimal_cost():
+    # Exhaustive search over every partition, not only runs of sorted rows, on seeded inputs.
+    rng = random.Random(7)
+    for _ in range(40):
+        lengths = [rng.randint(1, 40) for _ in range(rng.randint(1, 7))]
+        batch_size, max_tokens, batch_cost = rng.randint(1, 4), rng.randint(20, 120), 10
+        allowed = [
+            p
+            for p in _set_partitions(list(range(len(lengths))))
+            if all(
+                len(b) <= batch_size
+                and (len(b) == 1 or len(b) * max(lengths[i] for i in b) <= max_tokens)
+                for b in p
+            )
+        ]
+        best = min(_plan_cost(lengths, p, batch_cost) for p in allowed)
+        plan = plan_batches(lengths, batch_size, max_tokens, batch_cost)
+        assert sorted(itertools.chain.from_iterable(plan)) == list(range(len(lengths)))
+        normalized = sorted(sorted(b) for b in plan)
+        assert normalized in [sorted(sorted(b) for b in p) for p in allowed], lengths
+        assert _plan_cost(lengths, plan, batch_cost) == best, (lengths, batch_size, max_tokens)
+
+
+def test_batch_cost_option_splits_batches(tiny_checkpoint):
+    # 32, 12, 3 and 3 tokens: at cost 1 every padded token costs more than a batch.
+    texts = ["word " * 30, "word " * 10, "a", "b"]
+    for batch_cost, expected in ((1, [(1, 32), (1, 12), (2, 3)]), (1000, [(4, 32)])):
+        scorer = make_scorer(tiny_checkpoint, batch_cost=batch_cost)
+        shapes = count_model_rows(scorer)
+        scorer.score_segments(texts)
+        assert shapes == expected, batch_cost
 
 
 def test_fp32_precision_is_default(tiny_checkpoint):
