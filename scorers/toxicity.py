@@ -78,8 +78,8 @@ class DetoxifyToxicityScorer(Scorer):
             under ``torch.autocast`` in bfloat16, on CPU or GPU. ``int8`` exports the model to
             ONNX in `setup`, quantizes its weights to int8 with ONNX Runtime's dynamic
             quantization and runs it with ONNX Runtime, on the CPU only; it needs the ``onnx``
-            extra. Both change scores: on a random-weight BERT-base by up to 0.002 (bf16) and
-            0.008 (int8). docs/benchmarks.md gives their speed and label agreement.
+            extra. Both change scores, by up to 0.004 (bf16) and 0.01 (int8) on a random-weight
+            BERT-base. docs/benchmarks.md gives their speed and label agreement.
     """
 
     name = "toxicity_detoxify_v1"
