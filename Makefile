@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[toxicity,profanity,report,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[toxicity,profanity,report,onnx,dev]"
 	touch $(STAMP)
 
 # The main job on the bundled sample, offline: alt-profanity-check stands in

@@ -32,11 +32,16 @@ MODEL_NAMES = ("original", "unbiased", "multilingual", "original-small", "unbias
 # (BERT, RoBERTa, XLM-RoBERTa and ALBERT). Longer segments are truncated.
 MODEL_WINDOW = 512
 
-DEFAULT_BATCH_SIZE = 64
+DEFAULT_BATCH_SIZE = 512
 DEFAULT_MAX_TOKENS = 8192
 # Scores of this many distinct segments are kept per worker: 23 MB on CPython 3.11, as
 # tracemalloc measured it.
 DEFAULT_CACHE_SIZE = 100_000
+# What starting a batch costs, in padded tokens, when batches are planned.
+DEFAULT_BATCH_COST = 256
+
+# Numeric precision of the forward pass. Only fp32 gives predict's scores; see the class docstring.
+PRECISIONS = ("fp32", "bf16", "int8")
 
 TOXICITY_CLASS = "toxicity"
 
@@ -73,7 +78,7 @@ class DetoxifyToxicityScorer(Scorer):
         device: torch device. Default ``cuda`` when available, else ``cpu``.
         threads: torch CPU threads, set process-wide with ``torch.set_num_threads``.
             Default: torch's own default.
-        batch_size: maximum segments per batch. Default 64.
+        batch_size: maximum segments per batch. Default 512.
         max_tokens: maximum padded tokens per batch, rows times the longest row. A segment
             longer than this forms a batch of its own. Default 8192.
         fp16: run the model under ``torch.autocast`` in float16, on CUDA devices only.
@@ -81,6 +86,14 @@ class DetoxifyToxicityScorer(Scorer):
         cache_size: distinct segments whose scores are kept, so that a segment repeated
             anywhere in a worker's input is scored once. The least recently used score is
             dropped first, and 0 turns the cache off. Default 100,000.
+        batch_cost: the cost of one more batch, in padded tokens, that `plan_batches` weighs
+            against padding. Default 256.
+        precision: ``fp32`` (default) computes ``predict``'s scores. ``bf16`` runs the model
+            under ``torch.autocast`` in bfloat16, on CPU or GPU. ``int8`` exports the model to
+            ONNX in `setup`, quantizes its weights to int8 with ONNX Runtime's dynamic
+            quantization and runs it with ONNX Runtime, on the CPU only; it needs the ``onnx``
+            extra. Both change scores, by up to 0.004 (bf16) and 0.01 (int8) on a random-weight
+            BERT-base. docs/benchmarks.md gives their speed and label agreement.
     """
 
     name = "toxicity_detoxify_v1"
@@ -109,7 +122,19 @@ class DetoxifyToxicityScorer(Scorer):
             raise ScorerConfigError(f"invalid toxicity fp16 {self.fp16!r}; expected true or false")
         self.cache_size = _non_negative_int(options, "cache_size", DEFAULT_CACHE_SIZE)
         self._cache: OrderedDict[bytes, tuple[float, bool]] = OrderedDict()
+        self.batch_cost = _positive_int(options, "batch_cost", DEFAULT_BATCH_COST)
+        self.precision = options.get("precision", "fp32")
+        if self.precision not in PRECISIONS:
+            raise ScorerConfigError(
+                f"invalid toxicity precision {self.precision!r}; "
+                f"expected one of {', '.join(PRECISIONS)}"
+            )
+        if self.fp16 and self.precision != "fp32":
+            raise ScorerConfigError(
+                f"toxicity fp16 and precision {self.precision!r} exclude each other; pick one"
+            )
         self._detoxify = None
+        self._int8_session = None
         self._counts = {"truncated_segments": 0, "duplicate_segments": 0}
 
     @classmethod
@@ -124,6 +149,8 @@ class DetoxifyToxicityScorer(Scorer):
             "max_tokens",
             "fp16",
             "cache_size",
+            "batch_cost",
+            "precision",
         )
 
     @property
@@ -146,6 +173,11 @@ class DetoxifyToxicityScorer(Scorer):
             torch.set_num_threads(self.threads)
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         _check_fp16_device(self.fp16, device)
+        if self.precision == "int8" and device != "cpu":
+            raise ScorerConfigError(
+                f"toxicity precision 'int8' runs on the CPU only, but the device is {device!r}. "
+                "Pass device cpu, or use precision bf16 on a GPU."
+            )
         if self.hf_dir is not None and not os.path.isdir(self.hf_dir):
             raise ScorerConfigError(
                 f"toxicity hf_dir {self.hf_dir!r} is not a directory. Pass the directory "
@@ -157,16 +189,20 @@ class DetoxifyToxicityScorer(Scorer):
         else:
             loaded, source = _read_checkpoint(self.checkpoint), self.checkpoint
         self._detoxify = _build_detoxify(loaded, source, self.hf_dir, device)
+        if self.precision == "int8":
+            from scorers.onnx_int8 import Int8Session
+
+            self._int8_session = Int8Session(self._detoxify.model, self.threads)
         self._toxicity_index = self._detoxify.class_names.index(TOXICITY_CLASS)
         self._window = min(MODEL_WINDOW, self._detoxify.tokenizer.model_max_length)
         self._counts = dict.fromkeys(self._counts, 0)
         self._cache = OrderedDict()
-        logger.info(
-            "loaded Detoxify model from %s on %s%s", source, device, " in fp16" if self.fp16 else ""
-        )
+        precision = "fp16" if self.fp16 else self.precision
+        logger.info("loaded Detoxify model from %s on %s in %s", source, device, precision)
 
     def teardown(self) -> None:
         self._detoxify = None
+        self._int8_session = None
         self._cache = OrderedDict()
 
     def stats(self) -> dict[str, int]:
@@ -183,8 +219,8 @@ class DetoxifyToxicityScorer(Scorer):
         """Return the toxicity probability of each segment, None for blank segments.
 
         Identical segments are scored once per worker, within ``cache_size``. Segments are
-        sorted by token length and batched within ``batch_size`` and ``max_tokens``, and each
-        batch is padded to its longest row.
+        sorted by token length and cut into batches by `plan_batches`, within ``batch_size``
+        and ``max_tokens``. Each batch is padded to its longest row.
         """
         texts = [segment for segment in segments if segment.strip()]
         results: dict[str, tuple[float, bool]] = {}
@@ -212,7 +248,7 @@ class DetoxifyToxicityScorer(Scorer):
 
         results = {}
         lengths = [len(encoding["input_ids"]) for encoding in encodings]
-        for batch in plan_batches(lengths, self.batch_size, self.max_tokens):
+        for batch in plan_batches(lengths, self.batch_size, self.max_tokens, self.batch_cost):
             batch_scores = self._score_batch(detoxify, [encodings[i] for i in batch])
             for i, score in zip(batch, batch_scores, strict=True):
                 results[texts[i]] = (score, texts[i] in truncated)
@@ -255,36 +291,63 @@ class DetoxifyToxicityScorer(Scorer):
 
         # Same computation as Detoxify.predict: sigmoid of the logits, one class column.
         features = detoxify.tokenizer.pad(encodings, return_tensors="pt")
-        features = features.to(detoxify.model.device)
-        # NOTE: the float16 path has run only under CPU autocast in the tests, never on CUDA.
-        autocast = torch.autocast(
-            device_type=detoxify.model.device.type, dtype=torch.float16, enabled=self.fp16
-        )
-        with torch.inference_mode(), autocast:
-            logits = detoxify.model(**features)[0]
+        if self._int8_session is not None:
+            logits = self._int8_session.logits(features)
+        else:
+            features = features.to(detoxify.model.device)
+            # NOTE: the float16 path has run only under CPU autocast in the tests, never on CUDA.
+            autocast = torch.autocast(
+                device_type=detoxify.model.device.type,
+                dtype=torch.float16 if self.fp16 else torch.bfloat16,
+                enabled=self.fp16 or self.precision == "bf16",
+            )
+            with torch.inference_mode(), autocast:
+                logits = detoxify.model(**features)[0]
         return torch.sigmoid(logits.float())[:, self._toxicity_index].cpu().tolist()
 
 
-def plan_batches(lengths: Sequence[int], batch_size: int, max_tokens: int) -> list[list[int]]:
-    """Group row indices into batches, longest rows first.
+def plan_batches(
+    lengths: Sequence[int],
+    batch_size: int,
+    max_tokens: int,
+    batch_cost: int = DEFAULT_BATCH_COST,
+) -> list[list[int]]:
+    """Group row indices into batches of similar length, longest rows first.
 
     A batch contains at most ``batch_size`` rows and, padded to its longest row, at most
     ``max_tokens`` tokens, except that a row longer than ``max_tokens`` forms its own batch.
-    Ties keep the input order, so the plan is deterministic.
+    Within these limits the plan minimizes the padded tokens of all batches plus
+    ``batch_cost`` tokens per batch, so that a batch is split where the padding it would
+    carry costs more than starting another batch. Rows sorted by length are cut into
+    consecutive runs by dynamic programming. Ties keep the input order and, between plans
+    of equal cost, fill earlier batches first, so the plan is deterministic.
     """
+    import numpy as np
+
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    widths = np.array([lengths[i] for i in order], dtype=np.int64)
+    count = len(order)
+    # cost[j]: least cost of the first j rows; start[j]: where the last batch of it starts.
+    cost = np.zeros(count + 1, dtype=np.int64)
+    start = np.zeros(count + 1, dtype=np.int64)
+    for stop in range(1, count + 1):
+        first = max(0, stop - batch_size)
+        rows = stop - np.arange(first, stop)
+        # A candidate batch runs from row i to stop - 1; row i is its longest.
+        padded = rows * widths[first:stop]
+        candidates = cost[first:stop] + padded + batch_cost
+        candidates[(rows > 1) & (padded > max_tokens)] = np.iinfo(np.int64).max
+        # The last minimum is the shortest final batch, which leaves earlier batches full.
+        best = len(candidates) - 1 - int(np.argmin(candidates[::-1]))
+        cost[stop] = candidates[best]
+        start[stop] = first + best
+
     batches: list[list[int]] = []
-    for i in order:
-        current = batches[-1] if batches else []
-        # The first row of a batch is its longest, because rows arrive longest first.
-        fits = current and (
-            len(current) < batch_size and (len(current) + 1) * lengths[current[0]] <= max_tokens
-        )
-        if fits:
-            current.append(i)
-        else:
-            batches.append([i])
-    return batches
+    stop = count
+    while stop > 0:
+        batches.append(order[start[stop] : stop])
+        stop = int(start[stop])
+    return batches[::-1]
 
 
 def _optional_path(value: Any) -> str | None:

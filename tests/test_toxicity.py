@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 import shutil
 
 import pytest
@@ -11,8 +13,8 @@ torch = pytest.importorskip("torch")
 
 from detoxify import Detoxify  # noqa: E402
 
-from scorers import toxicity  # noqa: E402
-from scorers.base import ScorerConfigError  # noqa: E402
+from scorers import onnx_int8, toxicity  # noqa: E402
+from scorers.base import MissingDependencyError, ScorerConfigError  # noqa: E402
 from scorers.testing import write_detoxify_checkpoint  # noqa: E402
 from scorers.toxicity import (  # noqa: E402
     MODEL_WINDOW,
@@ -337,6 +339,8 @@ def test_path_objects_accepted(tiny_checkpoint, tmp_path, reference):
         ({"batch_size": 0}, "invalid toxicity batch_size 0"),
         ({"max_tokens": "8192"}, "invalid toxicity max_tokens '8192'"),
         ({"threads": -1}, "invalid toxicity threads -1"),
+        ({"precision": "fp16"}, "invalid toxicity precision 'fp16'"),
+        ({"batch_cost": 0}, "invalid toxicity batch_cost 0"),
         ({"window": 3}, "has no option 'window'"),
         ({"fp16": "yes"}, "invalid toxicity fp16 'yes'"),
         ({"cache_size": -1}, "invalid toxicity cache_size -1"),
@@ -390,3 +394,120 @@ def test_weights_unavailable_is_one_line_exit_1(tmp_path, monkeypatch, command):
     assert result.output.splitlines()[-1] == (
         "annotate: error: Detoxify 'original' weights are offline. Hint."
     )
+
+
+@pytest.mark.parametrize(
+    ("lengths", "batch_cost", "expected"),
+    [
+        # Padding the two short rows to 10 costs 16 tokens: more than a batch at cost 15,
+        # less than a batch at cost 17. At cost 0, batches of one row carry no padding.
+        ([10, 2, 10, 2], 0, [[0], [2], [1], [3]]),
+        ([10, 2, 10, 2], 100, [[0, 2, 1, 3]]),
+        ([10, 2, 10, 2], 15, [[0, 2], [1, 3]]),
+        ([10, 2, 10, 2], 17, [[0, 2, 1, 3]]),
+    ],
+)
+def test_plan_batches_weighs_padding(lengths, batch_cost, expected):
+    assert plan_batches(lengths, 4, 100, batch_cost) == expected
+
+
+def _set_partitions(items):
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for partition in _set_partitions(rest):
+        yield [[first], *partition]
+        for index in range(len(partition)):
+            yield [*partition[:index], [first, *partition[index]], *partition[index + 1 :]]
+
+
+def _plan_cost(lengths, batches, batch_cost):
+    return sum(len(b) * max(lengths[i] for i in b) + batch_cost for b in batches)
+
+
+def test_plan_batches_minimal_cost():
+    # Exhaustive search over every partition, not only runs of sorted rows, on seeded inputs.
+    rng = random.Random(7)
+    for _ in range(40):
+        lengths = [rng.randint(1, 40) for _ in range(rng.randint(1, 7))]
+        batch_size, max_tokens, batch_cost = rng.randint(1, 4), rng.randint(20, 120), 10
+        allowed = [
+            p
+            for p in _set_partitions(list(range(len(lengths))))
+            if all(
+                len(b) <= batch_size
+                and (len(b) == 1 or len(b) * max(lengths[i] for i in b) <= max_tokens)
+                for b in p
+            )
+        ]
+        best = min(_plan_cost(lengths, p, batch_cost) for p in allowed)
+        plan = plan_batches(lengths, batch_size, max_tokens, batch_cost)
+        assert sorted(itertools.chain.from_iterable(plan)) == list(range(len(lengths)))
+        normalized = sorted(sorted(b) for b in plan)
+        assert normalized in [sorted(sorted(b) for b in p) for p in allowed], lengths
+        assert _plan_cost(lengths, plan, batch_cost) == best, (lengths, batch_size, max_tokens)
+
+
+def test_batch_cost_option_splits_batches(tiny_checkpoint):
+    # 32, 12, 3 and 3 tokens: at cost 1 every padded token costs more than a batch.
+    texts = ["word " * 30, "word " * 10, "a", "b"]
+    for batch_cost, expected in ((1, [(1, 32), (1, 12), (2, 3)]), (1000, [(4, 32)])):
+        scorer = make_scorer(tiny_checkpoint, batch_cost=batch_cost)
+        shapes = count_model_rows(scorer)
+        scorer.score_segments(texts)
+        assert shapes == expected, batch_cost
+
+
+def test_fp32_precision_is_default(tiny_checkpoint):
+    default = make_scorer(tiny_checkpoint).score_segments(MIXED)
+    exact = make_scorer(tiny_checkpoint, precision="fp32").score_segments(MIXED)
+    assert exact == default
+
+
+def test_bf16_scores_close_to_fp32(tiny_checkpoint):
+    # bfloat16 keeps 8 significant bits; on the tiny model scores moved by at most 8e-4.
+    exact = make_scorer(tiny_checkpoint).score_segments(MIXED)
+    reduced = make_scorer(tiny_checkpoint, precision="bf16").score_segments(MIXED)
+    differences = [abs(a - b) for a, b in zip(exact, reduced, strict=True)]
+    assert max(differences) <= 5e-3
+    assert max(differences) > 1e-6, "bf16 gave the fp32 scores, so autocast did not apply"
+
+
+def test_int8_scores_close_to_fp32(tiny_checkpoint):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    # On the tiny model int8 moved scores by at most 7e-3.
+    exact = make_scorer(tiny_checkpoint).score_segments(MIXED + [RUN_ON])
+    scorer = make_scorer(tiny_checkpoint, precision="int8", batch_size=3, max_tokens=40)
+    reduced = scorer.score_segments(MIXED + [RUN_ON])
+    differences = [abs(a - b) for a, b in zip(exact, reduced, strict=True)]
+    assert max(differences) <= 0.03
+    assert max(differences) > 1e-6, "int8 gave the fp32 scores, so the ONNX model did not run"
+    assert scorer.stats()["truncated_segments"] == 1
+
+
+def test_int8_without_onnxruntime_names_extra(tiny_checkpoint, monkeypatch):
+    real_find_spec = onnx_int8.importlib.util.find_spec
+
+    def find_spec(name, *args):
+        return None if name == "onnxruntime" else real_find_spec(name, *args)
+
+    monkeypatch.setattr(onnx_int8.importlib.util, "find_spec", find_spec)
+    scorer = DetoxifyToxicityScorer(
+        checkpoint=str(tiny_checkpoint[0]), hf_dir=str(tiny_checkpoint[1]), precision="int8"
+    )
+    with pytest.raises(MissingDependencyError, match="onnxruntime") as raised:
+        scorer.setup()
+    assert 'pip install "feedback-annotate[toxicity,onnx]"' in str(raised.value)
+
+
+def test_int8_on_gpu_device_rejected(tiny_checkpoint):
+    scorer = DetoxifyToxicityScorer(
+        checkpoint=str(tiny_checkpoint[0]),
+        hf_dir=str(tiny_checkpoint[1]),
+        precision="int8",
+        device="cuda",
+    )
+    with pytest.raises(ScorerConfigError, match="runs on the CPU only, but the device is 'cuda'"):
+        scorer.setup()

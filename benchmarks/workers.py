@@ -1,0 +1,100 @@
+"""Measure ``annotate run`` with 2 local worker processes against 1.
+
+Both runs use Beam's DirectRunner in ``multi_processing`` mode (``--direct_num_workers 1``
+and ``2``) and one torch thread per worker (``--toxicity-threads 1``), so that two workers
+use two cores. A worker takes whole input files, so the input is cut into 4 files of
+about equal text length. By default the input is the sample's English prose and code
+documents, scored with toxicity (a random-weight BERT-base), PII and code style.
+
+The fixed cost of each setting (interpreter start, imports, model loading in every worker,
+Beam's graph) is measured with the same command on a single short document, and the
+speed-up is given with and without it.
+
+    PYTHONPATH=. python benchmarks/workers.py --checkpoint-dir /tmp/detoxify-base
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks.harness import (
+    ENGLISH_PROSE,
+    detoxify_checkpoint,
+    machine_description,
+    markdown_table,
+    run_annotate,
+    sample_records,
+    write_records,
+)
+
+FILES = 4
+SCORERS = ("toxicity", "pii", "code_style")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parse_args(argv)
+    checkpoint, hf_dir = detoxify_checkpoint(args.checkpoint_dir)
+    workdir = Path(tempfile.mkdtemp(prefix="workers-"))
+    prefixes = None if args.all_documents else ENGLISH_PROSE + ("code",)
+    records = sample_records(prefixes)
+    inputs = workdir / "in"
+    for index, part in enumerate(split_evenly(records, FILES)):
+        write_records(part, inputs / f"part-{index}.jsonl")
+    shortest = min(records, key=lambda r: len(json.loads(r)["text"]))
+    first = write_records([shortest], workdir / "one" / "one.jsonl")
+
+    print(f"Machine: {machine_description()}")
+    print(f"Input: {len(records)} documents in {FILES} files; checkpoint {checkpoint}\n")
+    rows, times = [], {}
+    for workers in (1, 2):
+        command = [
+            "--scorers", ",".join(SCORERS), "--overwrite",
+            "--toxicity-checkpoint", str(checkpoint), "--toxicity-hf-dir", str(hf_dir),
+            "--toxicity-threads", "1", "--toxicity-device", "cpu",
+            "--direct_num_workers", str(workers), "--direct_running_mode", "multi_processing",
+        ]  # fmt: skip
+        total = run_annotate([str(inputs), str(workdir / f"out-{workers}"), *command])
+        fixed = run_annotate([str(first), str(workdir / f"one-{workers}"), *command])
+        times[workers] = (total, fixed)
+        rows.append([str(workers), f"{total:.1f}", f"{fixed:.1f}", f"{total - fixed:.1f}"])
+    print(markdown_table(["workers", "seconds", "fixed cost, s", "seconds less fixed"], rows))
+
+    (one, one_fixed), (two, two_fixed) = times[1], times[2]
+    print(
+        f"\nSpeed-up of 2 workers: {one / two:.2f}x end to end, "
+        f"{(one - one_fixed) / (two - two_fixed):.2f}x without fixed cost."
+    )
+    print(f"Machine at the end: {machine_description()}")
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--checkpoint-dir",
+        help="directory of a checkpoint from scorers.testing (a base one is written there if "
+        "missing), or a temporary directory when not given",
+    )
+    parser.add_argument(
+        "--all-documents", action="store_true", help="use the whole sample (200 documents)"
+    )
+    return parser.parse_args(argv)
+
+
+def split_evenly(records: Sequence[bytes], parts: int) -> list[list[bytes]]:
+    """Deal records, longest text first, to the part with the least text so far."""
+    lengths = {id(r): len(json.loads(r)["text"]) for r in records}
+    result: list[list[bytes]] = [[] for _ in range(parts)]
+    totals = [0] * parts
+    for record in sorted(records, key=lambda r: -lengths[id(r)]):
+        smallest = totals.index(min(totals))
+        result[smallest].append(record)
+        totals[smallest] += lengths[id(record)]
+    return result
+
+
+if __name__ == "__main__":
+    main()
