@@ -28,7 +28,7 @@ MODEL_WINDOW = 512
 
 DEFAULT_BATCH_SIZE = 512
 DEFAULT_MAX_TOKENS = 8192
-# What starting a batch costs, in padded tokens, when batches are planned.
+# Cost of starting one more batch, in padded tokens, when batches are planned.
 DEFAULT_BATCH_COST = 256
 
 # Numeric precision of the forward pass. Only fp32 gives predict's scores; see the class docstring.
@@ -77,7 +77,7 @@ class DetoxifyToxicityScorer(Scorer):
         precision: ``fp32`` (default) computes ``predict``'s scores. ``bf16`` runs the model
             under ``torch.autocast`` in bfloat16, on CPU or GPU. ``int8`` exports the model to
             ONNX in `setup`, quantizes its weights to int8 with ONNX Runtime's dynamic
-            quantization and runs it with ONNX Runtime, on the CPU only; it needs the ``onnx``
+            quantization and runs it with ONNX Runtime, on the CPU only. It needs the ``onnx``
             extra. Both change scores: on 560 sentences and a random-weight BERT-base, by up to
             0.0042 (bf16) and 0.013 (int8). docs/benchmarks.md gives speeds and label changes.
     """
