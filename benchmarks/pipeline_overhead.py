@@ -69,13 +69,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     fixed = min(r[2] for r in rounds)
     print("Rounds, seconds of bare scoring, end to end and fixed cost:")
     for round_bare, round_end_to_end, round_fixed in rounds:
-        round_scoring = sum(v for k, v in round_bare.items() if k != "setup")
+        round_scoring = sum(v for k, v in round_bare.items() if k != "loading scorers")
         print(f"- {round_scoring:.1f}, {round_end_to_end:.1f}, {round_fixed:.1f}")
     print()
 
     rows = [[f"bare: {name}", f"{seconds:.1f}"] for name, seconds in bare.items()]
     # Each bare step is the fastest over the rounds, so the total is a lower bound.
-    scoring = sum(seconds for name, seconds in bare.items() if name != "setup")
+    scoring = sum(seconds for name, seconds in bare.items() if name != "loading scorers")
     rows += [
         ["bare: segmenting and scoring, total", f"{scoring:.1f}"],
         ["annotate run, end to end", f"{end_to_end:.1f}"],
@@ -122,7 +122,7 @@ def bare_scorers(source: Path, checkpoint: Path, hf_dir: Path, threads: int) -> 
     scorers = build_scorers(config)
     documents = read_documents(source)
     document_scorer = DocumentScorer(scorers, config.segment, config.fail_fast)
-    seconds = {"setup": timed(document_scorer.setup).seconds}
+    seconds = {"loading scorers": timed(document_scorer.setup).seconds}
 
     segmenting = timed(lambda: [document_scorer.segment(d) for d in documents])
     seconds["segmenting"] = segmenting.seconds

@@ -119,6 +119,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--batch-size", type=int, default=None, help="scorer batch_size")
     parser.add_argument("--max-tokens", type=int, default=None, help="scorer max_tokens")
+    parser.add_argument("--batch-cost", type=int, default=None, help="scorer batch_cost")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of our scorer")
     parser.add_argument(
         "--precisions",
@@ -182,6 +183,8 @@ def _scorer_options(args: argparse.Namespace, precision: str) -> dict[str, Any]:
         options["batch_size"] = args.batch_size
     if args.max_tokens is not None:
         options["max_tokens"] = args.max_tokens
+    if args.batch_cost is not None:
+        options["batch_cost"] = args.batch_cost
     # A score cache across calls would make every timed run after the first free.
     if "cache_size" in DetoxifyToxicityScorer.option_names():
         options["cache_size"] = 0

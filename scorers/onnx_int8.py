@@ -1,10 +1,10 @@
 """An int8 copy of a Hugging Face sequence classifier, run with ONNX Runtime on the CPU.
 
-The model is exported to ONNX with torch's TorchScript exporter, its weights are quantized
-to int8 per output channel by ONNX Runtime's dynamic quantization (activations are quantized
-per batch at run time), and the result is loaded into an ONNX Runtime session. Scores then
-differ from the float32 model: on 200 sentences and a random-weight BERT-base, by 0.0024 on
-average and 0.0088 at most.
+The model is exported to ONNX with torch's TorchScript exporter. ONNX Runtime's dynamic
+quantization then stores its weights as int8, one scale per output channel, and quantizes
+activations per batch at run time. The result is loaded into an ONNX Runtime session.
+Scores then differ from the float32 model: on 200 sentences and a random-weight BERT-base,
+by 0.0024 on average and 0.0088 at most.
 """
 
 from __future__ import annotations
