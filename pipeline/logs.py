@@ -37,7 +37,12 @@ class _DropScorerSetupTracebacks(logging.Filter):
 
 def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
     """-q: warnings only; default: our INFO lines; -v: Beam's INFO too; -vv: DEBUG."""
-    own_level = logging.WARNING if quiet else logging.DEBUG if verbose >= 2 else logging.INFO
+    if quiet:
+        own_level = logging.WARNING
+    elif verbose >= 2:
+        own_level = logging.DEBUG
+    else:
+        own_level = logging.INFO
     other_level = logging.INFO if verbose >= 1 else logging.WARNING
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

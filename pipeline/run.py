@@ -67,7 +67,7 @@ REPORTED_PACKAGES = (
 
 
 class OutputConflictError(Exception):
-    """The output directory holds another run's output."""
+    """The output directory contains the output of another run."""
 
 
 def build_scorers(config: RunConfig) -> list[Scorer]:
@@ -129,7 +129,7 @@ def claim_output_dir(
 
 
 def input_file_states(paths: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Map each input file to its size in bytes and modification time, as the filesystem says."""
+    """Map each input file to its size in bytes and modification time, from the filesystem."""
     from apache_beam.io.filesystems import FileSystems
 
     states = {}
@@ -181,14 +181,15 @@ def claim_directory(output_dir: str, record: dict, overwrite: bool) -> None:
         stored = files.read_json(run_file)
         if stored.get("fingerprint") != record["fingerprint"]:
             raise OutputConflictError(
-                f"{output_dir} holds the output of a run with other inputs or options; "
+                f"{output_dir} contains the output of a run with other inputs or options; "
                 "choose another output directory, or pass --overwrite to replace it"
             )
         changes = changed_inputs(stored.get("input_files"), record.get("input_files"))
         if changes:
             raise OutputConflictError(
-                f"{output_dir} holds a run whose input files changed since it began ({changes}); "
-                "pass --overwrite to start it again, or choose another output directory"
+                f"{output_dir} contains a run whose input files changed since it began "
+                f"({changes}); pass --overwrite to start it again, "
+                "or choose another output directory"
             )
         logger.info("resuming the run in %s; completed shards are skipped", output_dir)
         _remove_temporary_files(output_dir)
@@ -574,7 +575,7 @@ def run(
         ValueError: an invalid option, or an output directory that overlaps the
             input (OutputLocationError), found before any work starts.
         FileNotFoundError: no input file matches `config.inputs`.
-        OutputConflictError: the output directory holds another run's output.
+        OutputConflictError: the output directory contains the output of another run.
     """
     scorers = build_scorers(config)
     prepare_label_job(
@@ -606,7 +607,7 @@ def run_pipeline(
         ValueError: an invalid option, or an output directory that overlaps the
             input (OutputLocationError), found before any work starts.
         FileNotFoundError: no input file matches `config.inputs`.
-        OutputConflictError: the output directory holds another run's output.
+        OutputConflictError: the output directory contains the output of another run.
     """
     scorers = build_scorers(config)
     dedup_bands(config)

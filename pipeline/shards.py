@@ -87,7 +87,7 @@ def scored_columns(batch: Sequence[ScoredDocument], scorer_names: Sequence[str])
 class ParquetShardWriter:
     """Streams tables into one Parquet file, renamed into place on `close`.
 
-    Memory holds one batch at a time, whatever the shard's size.
+    Memory contains one batch at a time, whatever the shard's size.
     """
 
     def __init__(self, path: str, schema: pa.Schema, metadata: dict | None = None) -> None:

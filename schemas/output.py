@@ -63,7 +63,7 @@ def scored_schema(scorer_names: Sequence[str]) -> pa.Schema:
 
 
 def labelled_schema(scorer_names: Sequence[str]) -> pa.Schema:
-    """Schema of the final shards: `text` holds the control tokens, `labels` one per segment.
+    """Schema of the final shards: `text` contains the control tokens, `labels` one per segment.
 
     A label is ``good``, ``bad``, or null for a blank segment, which gets no token.
     """

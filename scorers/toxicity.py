@@ -37,7 +37,7 @@ DEFAULT_MAX_TOKENS = 8192
 # Scores of this many distinct segments are kept per worker: 23 MB on CPython 3.11, as
 # tracemalloc measured it.
 DEFAULT_CACHE_SIZE = 100_000
-# What starting a batch costs, in padded tokens, when batches are planned.
+# Cost of starting one more batch, in padded tokens, when batches are planned.
 DEFAULT_BATCH_COST = 256
 
 # Numeric precision of the forward pass. Only fp32 gives predict's scores; see the class docstring.

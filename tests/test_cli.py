@@ -245,7 +245,7 @@ def test_output_conflict_is_the_only_line_printed(tmp_path):
     result = runner.invoke(app, [*args, "--percentile", "code_style=50"])
     assert result.exit_code == 2
     assert result.output.startswith("annotate: error: ")
-    assert "holds the output of a run with other inputs or options" in result.output
+    assert "contains the output of a run with other inputs or options" in result.output
     assert result.output.count("\n") == 1
 
 

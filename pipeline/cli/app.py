@@ -163,8 +163,8 @@ def local_runner(runner: str):
         return runner
     from pipeline.local import local_runner as fn_api_runner
 
-    # pipeline.local.log_runner says so once the output directory is claimed, so a
-    # usage error found before then stays the only line printed.
+    # pipeline.local.log_runner logs the runner once the output directory is claimed,
+    # so a usage error found before then is the only line printed.
     return fn_api_runner()
 
 
