@@ -11,6 +11,7 @@ tokenizer call truncates too. Such segments are counted as ``truncated_segments`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
@@ -94,6 +95,10 @@ class DetoxifyToxicityScorer(Scorer):
             quantization and runs it with ONNX Runtime, on the CPU only. It needs the ``onnx``
             extra. Both change scores: on 560 sentences and a random-weight BERT-base, by up to
             0.0042 (bf16) and 0.013 (int8). docs/benchmarks.md gives speeds and label changes.
+        packed: run the linear layers on real tokens only (`scorers.packed_encoder`), for the
+            BERT and RoBERTa models of Detoxify. Setup checks it against the model's own
+            forward and falls back to that forward, with a warning, if they differ. The
+            int8 path does not use it. Default True.
     """
 
     name = "toxicity_detoxify_v1"
@@ -133,8 +138,14 @@ class DetoxifyToxicityScorer(Scorer):
             raise ScorerConfigError(
                 f"toxicity fp16 and precision {self.precision!r} exclude each other; pick one"
             )
+        self.packed = options.get("packed", True)
+        if not isinstance(self.packed, bool):
+            raise ScorerConfigError(
+                f"invalid toxicity packed {self.packed!r}; expected true or false"
+            )
         self._detoxify = None
         self._int8_session = None
+        self._packed_encoder = None
         self._counts = {"truncated_segments": 0, "duplicate_segments": 0}
 
     @classmethod
@@ -151,6 +162,7 @@ class DetoxifyToxicityScorer(Scorer):
             "cache_size",
             "batch_cost",
             "precision",
+            "packed",
         )
 
     @property
@@ -193,6 +205,10 @@ class DetoxifyToxicityScorer(Scorer):
             from scorers.onnx_int8 import Int8Session
 
             self._int8_session = Int8Session(self._detoxify.model, self.threads)
+        elif self.packed:
+            self._packed_encoder = _checked_packed_encoder(self._detoxify)
+        if self.fp16 or self.precision == "bf16":
+            _cast_linear_weights(self._detoxify.model, self._autocast_dtype(), self._packed_encoder)
         self._toxicity_index = self._detoxify.class_names.index(TOXICITY_CLASS)
         self._window = min(MODEL_WINDOW, self._detoxify.tokenizer.model_max_length)
         self._counts = dict.fromkeys(self._counts, 0)
@@ -203,6 +219,7 @@ class DetoxifyToxicityScorer(Scorer):
     def teardown(self) -> None:
         self._detoxify = None
         self._int8_session = None
+        self._packed_encoder = None
         self._cache = OrderedDict()
 
     def stats(self) -> dict[str, int]:
@@ -241,18 +258,36 @@ class DetoxifyToxicityScorer(Scorer):
 
     def _score_unique(self, texts: list[str]) -> dict[str, tuple[float, bool]]:
         """Score distinct texts in length-sorted batches: text -> (score, truncated)."""
-        detoxify = self.detoxify
         if not texts:
             return {}
         encodings, truncated = self._tokenize(texts)
 
         results = {}
         lengths = [len(encoding["input_ids"]) for encoding in encodings]
-        for batch in plan_batches(lengths, self.batch_size, self.max_tokens, self.batch_cost):
-            batch_scores = self._score_batch(detoxify, [encodings[i] for i in batch])
-            for i, score in zip(batch, batch_scores, strict=True):
-                results[texts[i]] = (score, texts[i] in truncated)
+        plan = plan_batches(lengths, self.batch_size, self.max_tokens, self.batch_cost)
+        with self._inference_context():
+            for batch in plan:
+                batch_scores = self._score_batch([encodings[i] for i in batch])
+                for i, score in zip(batch, batch_scores, strict=True):
+                    results[texts[i]] = (score, texts[i] in truncated)
         return results
+
+    def _autocast_dtype(self):
+        import torch
+
+        return torch.float16 if self.fp16 else torch.bfloat16
+
+    def _inference_context(self):
+        """Return the context in which batches run: no gradients, and autocast if asked for."""
+        import torch
+
+        context = contextlib.ExitStack()
+        context.enter_context(torch.inference_mode())
+        if self.fp16 or self.precision == "bf16":
+            # NOTE: the float16 path has run only under CPU autocast in the tests, never on CUDA.
+            device_type = self.detoxify.model.device.type
+            context.enter_context(torch.autocast(device_type, dtype=self._autocast_dtype()))
+        return context
 
     def _cache_get(self, text: str) -> tuple[float, bool] | None:
         if not self.cache_size:
@@ -286,23 +321,19 @@ class DetoxifyToxicityScorer(Scorer):
                 encodings[i] = {key: again[key][row] for key in again.keys()}
         return encodings, {texts[i] for i in truncated}
 
-    def _score_batch(self, detoxify, encodings: list[dict[str, list[int]]]) -> list[float]:
+    def _score_batch(self, encodings: list[dict[str, list[int]]]) -> list[float]:
+        """Return the toxicity scores of one batch; call within `_inference_context`."""
         import torch
 
         # Same computation as Detoxify.predict: sigmoid of the logits, one class column.
+        detoxify = self.detoxify
         features = detoxify.tokenizer.pad(encodings, return_tensors="pt")
         if self._int8_session is not None:
             logits = self._int8_session.logits(features)
+        elif self._packed_encoder is not None:
+            logits = self._packed_encoder(**features.to(detoxify.model.device))
         else:
-            features = features.to(detoxify.model.device)
-            # NOTE: the float16 path has run only under CPU autocast in the tests, never on CUDA.
-            autocast = torch.autocast(
-                device_type=detoxify.model.device.type,
-                dtype=torch.float16 if self.fp16 else torch.bfloat16,
-                enabled=self.fp16 or self.precision == "bf16",
-            )
-            with torch.inference_mode(), autocast:
-                logits = detoxify.model(**features)[0]
+            logits = detoxify.model(**features.to(detoxify.model.device))[0]
         return torch.sigmoid(logits.float())[:, self._toxicity_index].cpu().tolist()
 
 
@@ -370,6 +401,63 @@ def _non_negative_int(options: dict[str, Any], name: str, default: int) -> int:
             f"invalid toxicity {name} {value!r}; expected an integer of at least 0"
         )
     return value
+
+
+# Rows of different lengths, so that the check below runs a batch with padding.
+_PACKED_CHECK_TEXTS = (
+    "A short sentence.",
+    "A longer sentence, with some punctuation, a number 42 and a few more words in it.",
+    "Yes",
+)
+# Largest logit difference accepted between the packed and the model's own forward. Float32
+# rounding moves logits by about 1e-6; a wrong computation moves them by far more.
+_PACKED_TOLERANCE = 1e-4
+
+
+def _checked_packed_encoder(detoxify):
+    """Return a `PackedEncoder` for the model if it gives the model's own logits, else None."""
+    import torch
+
+    from scorers.packed_encoder import PackedEncoder, unsupported_reason
+
+    model = detoxify.model
+    reason = unsupported_reason(model)
+    if reason is not None:
+        logger.info("running the model's own forward on padded batches: %s", reason)
+        return None
+    encoder = PackedEncoder(model)
+    features = detoxify.tokenizer(list(_PACKED_CHECK_TEXTS), padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        features = features.to(model.device)
+        expected = model(**features)[0]
+        difference = (encoder(**features) - expected).abs().max().item()
+    if difference > _PACKED_TOLERANCE:
+        logger.warning(
+            "the packed forward gave logits %.3g away from the model's own forward, so the "
+            "model's own forward runs instead (slower on padded batches). Please report this "
+            "with the model's config.json.",
+            difference,
+        )
+        return None
+    return encoder
+
+
+def _cast_linear_weights(model, dtype, packed_encoder) -> None:
+    """Store the weights of the model's linear layers in ``dtype``, as autocast would cast them.
+
+    Autocast would otherwise cast every weight again for each batch, because it keeps casts
+    only of tensors that are not views, within one autocast region, and not under
+    ``torch.inference_mode``. Layer norms and embeddings stay in float32, as under autocast.
+    """
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.weight.data = module.weight.data.to(dtype)
+            if module.bias is not None:
+                module.bias.data = module.bias.data.to(dtype)
+    if packed_encoder is not None:
+        packed_encoder.join_projections()
 
 
 def _check_fp16_device(fp16: bool, device: str) -> None:

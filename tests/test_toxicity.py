@@ -70,13 +70,17 @@ def make_scorer(tiny_checkpoint, **options):
 
 
 def count_model_rows(scorer):
-    """Record the shape of every batch the scorer's model receives."""
+    """Record the shape of every batch the scorer's model receives.
+
+    The hook sits on the embedding layer, which both the packed and the model's own forward
+    call once per batch with the padded input ids.
+    """
     shapes = []
 
     def record(_module, _args, kwargs):
         shapes.append(tuple(kwargs["input_ids"].shape))
 
-    scorer.detoxify.model.register_forward_pre_hook(record, with_kwargs=True)
+    scorer.detoxify.model.base_model.embeddings.register_forward_pre_hook(record, with_kwargs=True)
     return shapes
 
 
