@@ -4,7 +4,9 @@ All measurements run in one process, on the same sentences, device and torch thr
 
 1. fp32 matrix-multiply peak: the best rate of ``A @ B`` on 2048 x 2048 float32 matrices,
    before and after the other steps.
-2. Our scorer (``DetoxifyToxicityScorer.score_segments`` on all sentences at once), in fp32.
+2. Our scorer (``DetoxifyToxicityScorer.score_segments`` on all sentences at once), in fp32,
+   and the same scorer with ``packed`` off, which runs the model's own forward on padded
+   batches.
 3. The reference approach: ``Detoxify.predict`` on consecutive batches of 512 sentences in
    input order, each padded to its longest sentence. It runs under ``torch.inference_mode``,
    because ``predict`` itself keeps the autograd graph. By an estimate from the activation
@@ -86,6 +88,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     report["corpus"] = _token_counts(exact, sentences)
     report["ours"] = _time_scorer(exact, sentences, args.repeat)
     exact_scores = report["ours"].pop("scores")
+    if not args.skip_padded:
+        padded = _load_scorer(checkpoint, hf_dir, args, "fp32", packed=False)
+        report["ours_padded"] = _time_scorer(padded, sentences, args.repeat)
+        padded_scores = report["ours_padded"].pop("scores")
+        report["ours_padded"]["max_abs_difference"] = max(
+            abs(a - b) for a, b in zip(padded_scores, exact_scores, strict=True)
+        )
+        del padded
 
     if not args.skip_reference:
         report["reference"] = _time_reference(
@@ -128,6 +138,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="reduced precisions to compare with fp32, comma-separated; empty for none",
     )
     parser.add_argument("--skip-reference", action="store_true", help="skip Detoxify.predict")
+    parser.add_argument(
+        "--skip-padded", action="store_true", help="skip our scorer with packed off"
+    )
     parser.add_argument(
         "--padding-only", action="store_true", help="print only the padding tables, without timing"
     )
@@ -173,10 +186,12 @@ def matmul_peak(
     return rates
 
 
-def _scorer_options(args: argparse.Namespace, precision: str) -> dict[str, Any]:
+def _scorer_options(args: argparse.Namespace, precision: str, packed: bool) -> dict[str, Any]:
     from scorers.toxicity import DetoxifyToxicityScorer
 
     options: dict[str, Any] = {"device": args.device, "threads": args.threads}
+    if not packed:
+        options["packed"] = False
     if precision != "fp32":
         options["precision"] = precision
     if args.batch_size is not None:
@@ -191,10 +206,12 @@ def _scorer_options(args: argparse.Namespace, precision: str) -> dict[str, Any]:
     return options
 
 
-def _load_scorer(checkpoint: Path, hf_dir: Path, args: argparse.Namespace, precision: str):
+def _load_scorer(
+    checkpoint: Path, hf_dir: Path, args: argparse.Namespace, precision: str, packed: bool = True
+):
     from scorers.toxicity import DetoxifyToxicityScorer
 
-    options = _scorer_options(args, precision)
+    options = _scorer_options(args, precision, packed)
     scorer = DetoxifyToxicityScorer(checkpoint=str(checkpoint), hf_dir=str(hf_dir), **options)
     scorer.setup()
     scorer.score_segments(WARM_UP)
@@ -376,7 +393,8 @@ def _add_rates(report: dict[str, Any], scorer) -> None:
     report["non_embedding_parameters"] = parameters
     work = 2 * parameters * report["corpus"]["distinct_tokens"]
     report["work_flop"] = work
-    for entry in [report["ours"], report.get("reference"), *report["reduced_precision"]]:
+    entries = [report["ours"], report.get("ours_padded"), report.get("reference")]
+    for entry in [*entries, *report["reduced_precision"]]:
         if entry and "seconds" in entry:
             entry["effective_flops"] = work / entry["seconds"]
             entry["cpu_effective_flops"] = work * report["threads"] / entry["cpu_seconds"]
@@ -401,6 +419,8 @@ def format_report(report: dict[str, Any]) -> str:
         "",
     ]
     rows = [_speed_row("ours, fp32", report["ours"], peak)]
+    if "ours_padded" in report:
+        rows.append(_speed_row("ours, fp32, packed off", report["ours_padded"], peak))
     if "reference" in report:
         rows.append(_speed_row("reference: predict, 512 per batch", report["reference"], peak))
     for entry in report["reduced_precision"]:
@@ -441,8 +461,15 @@ def _comparison(report: dict[str, Any]) -> str:
     if "reference" in report:
         reference = report["reference"]
         text += (
-            f" Speed-up over the reference: {reference['seconds'] / ours['seconds']:.1f}x; "
+            f" Speed-up over the reference: {reference['seconds'] / ours['seconds']:.1f}x "
+            f"({reference['cpu_seconds'] / ours['cpu_seconds']:.1f}x in CPU time); "
             f"maximum score difference {reference['max_abs_difference']:.2g}."
+        )
+    if "ours_padded" in report:
+        padded = report["ours_padded"]
+        text += (
+            f" With packed off: {padded['seconds'] / ours['seconds']:.2f}x slower, "
+            f"maximum score difference {padded['max_abs_difference']:.2g}."
         )
     return text
 

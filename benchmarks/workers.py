@@ -3,8 +3,9 @@
 Both runs use Beam's DirectRunner in ``multi_processing`` mode (``--direct_num_workers 1``
 and ``2``) and one torch thread per worker (``--toxicity-threads 1``), so that two workers
 use two cores. A worker takes whole input files, so the input is cut into 4 files with
-about equal prose and equal code. By default the input is the sample's English prose and
-code documents, scored with toxicity (a random-weight BERT-base), PII and code style.
+about equal prose tokens (of the toxicity model's tokenizer) and equal code characters. By
+default the input is the whole sample, scored with toxicity (a random-weight BERT-base), PII
+and code style; ``--english`` keeps the English prose and code documents only.
 
 The fixed cost of each setting (interpreter start, imports, model loading in every worker,
 Beam's graph) is measured with the same command on a single short document, and the
@@ -18,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from benchmarks.harness import (
@@ -40,10 +41,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _parse_args(argv)
     checkpoint, hf_dir = detoxify_checkpoint(args.checkpoint_dir)
     workdir = Path(tempfile.mkdtemp(prefix="workers-"))
-    prefixes = None if args.all_documents else ENGLISH_PROSE + ("code",)
+    prefixes = ENGLISH_PROSE + ("code",) if args.english else None
     records = sample_records(prefixes)
     inputs = workdir / "in"
-    for index, part in enumerate(split_evenly(records, FILES)):
+    for index, part in enumerate(split_evenly(records, FILES, prose_tokens(hf_dir))):
         write_records(part, inputs / f"part-{index}.jsonl")
     shortest = min(records, key=lambda r: len(json.loads(r)["text"]))
     first = write_records([shortest], workdir / "one" / "one.jsonl")
@@ -80,17 +81,30 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "missing), or a temporary directory when not given",
     )
     parser.add_argument(
-        "--all-documents", action="store_true", help="use the whole sample (200 documents)"
+        "--english",
+        action="store_true",
+        help="use the sample's English prose and code documents only, not the whole sample",
     )
     return parser.parse_args(argv)
 
 
-def split_evenly(records: Sequence[bytes], parts: int) -> list[list[bytes]]:
-    """Deal records to ``parts`` lists with about equal text of each kind.
+def prose_tokens(hf_dir: Path) -> Callable[[str], int]:
+    """Return a function counting the toxicity tokenizer's tokens of a text."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
+    return lambda text: len(tokenizer(text, add_special_tokens=False, verbose=False).input_ids)
+
+
+def split_evenly(
+    records: Sequence[bytes], parts: int, prose_size: Callable[[str], int] = len
+) -> list[list[bytes]]:
+    """Deal records to ``parts`` lists with about equal work of each kind.
 
     Prose and code are dealt apart, because a character of prose costs far more (toxicity)
-    than a character of code. Within a kind, the longest text goes first, to the part with
-    the least text of that kind so far.
+    than a character of code. A prose text weighs ``prose_size(text)``, a code text its
+    characters. Within a kind, the heaviest text goes first, to the part with the least
+    weight of that kind so far.
     """
     from schemas.config import SegmentOptions
 
@@ -100,14 +114,15 @@ def split_evenly(records: Sequence[bytes], parts: int) -> list[list[bytes]]:
     for record in records:
         fields = json.loads(record)
         kind = document_kind({k: v for k, v in fields.items() if k != "text"}, options)
-        by_kind.setdefault(kind, []).append((len(fields["text"]), record))
+        size = prose_size(fields["text"]) if kind == "prose" else len(fields["text"])
+        by_kind.setdefault(kind, []).append((size, record))
 
     for items in by_kind.values():
         totals = [0] * parts
-        for length, record in sorted(items, key=lambda item: -item[0]):
+        for size, record in sorted(items, key=lambda item: -item[0]):
             smallest = totals.index(min(totals))
             result[smallest].append(record)
-            totals[smallest] += length
+            totals[smallest] += size
     return result
 
 

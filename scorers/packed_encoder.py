@@ -160,7 +160,7 @@ def _scatter(packed, real, positions: int):
 
 
 def _feed_forward(layer, attended, hidden):
-    """The per-token rest of a layer: attention output, residuals, layer norms, feed-forward."""
+    """Compute the per-token rest of a layer: attention output, residuals, layer norms, FFN."""
     output = layer.attention.output
     hidden = output.LayerNorm(output.dense(attended) + hidden)
     intermediate = layer.intermediate
