@@ -157,4 +157,10 @@ def _claim_record(run_dir: str, config: dict) -> dict:
     data = {"source": run_dir, "source_fingerprint": source, "label": config["label"]}
     encoded = json.dumps(data, sort_keys=True, default=str).encode()
     fingerprint = hashlib.sha256(encoded).hexdigest()[:16]
-    return {"fingerprint": fingerprint, "config": config, "relabelled_from": run_dir}
+    return {
+        "fingerprint": fingerprint,
+        "command": "label",
+        "config": config,
+        "relabelled_from": run_dir,
+        "source_fingerprint": source,
+    }

@@ -26,6 +26,7 @@ from pipeline.local import log_runner
 from pipeline.locations import check_output_location
 from pipeline.phf_layout import MergeFieldKinds, meta_fields, shard_field_kinds
 from pipeline.read import list_input_files
+from pipeline.run_record import describe_differences
 from pipeline.score_stage import (
     METRICS_NAMESPACE,
     SCORE_STAGE,
@@ -123,6 +124,7 @@ def claim_output_dir(
         "fingerprint": config_fingerprint(config, scorers, command),
         "command": command,
         "config": config.to_dict(),
+        "scorer_names": [scorer.name for scorer in scorers],
         "input_files": input_file_states(input_files),
     }
     claim_directory(config.output_dir, record, overwrite)
@@ -180,10 +182,7 @@ def claim_directory(output_dir: str, record: dict, overwrite: bool) -> None:
     elif files.exists(run_file):
         stored = files.read_json(run_file)
         if stored.get("fingerprint") != record["fingerprint"]:
-            raise OutputConflictError(
-                f"{output_dir} contains the output of a run with other inputs or options; "
-                "choose another output directory, or pass --overwrite to replace it"
-            )
+            raise OutputConflictError(other_run_message(output_dir, stored, record))
         changes = changed_inputs(stored.get("input_files"), record.get("input_files"))
         if changes:
             raise OutputConflictError(
@@ -200,6 +199,16 @@ def claim_directory(output_dir: str, record: dict, overwrite: bool) -> None:
             "that wrote it; choose another output directory, or pass --overwrite to replace it"
         )
     files.write_json(run_file, record)
+
+
+def other_run_message(output_dir: str, stored: dict, record: dict) -> str:
+    """Name each recorded option or input that differs between `stored` and `record`."""
+    differences = describe_differences(stored, record)
+    found = f": {'; '.join(differences)}" if differences else ""
+    return (
+        f"{output_dir} contains the output of a run with other inputs or options{found}; "
+        "choose another output directory, or pass --overwrite to replace it"
+    )
 
 
 def _existing_output(output_dir: str) -> str | None:
