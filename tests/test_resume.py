@@ -78,6 +78,8 @@ def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")
     records = sample_records(("benign", "code", "offensive", "mixed"), 4)
     records.insert(5, {"id": "broken", "text": None})
+    # A second document with the first one's id, which the resumed run must count too.
+    records.append({"id": records[0]["id"], "text": "Another document with the same id."})
     inputs = root / "in"
     inputs.mkdir()
     for index in range(3):
@@ -117,6 +119,7 @@ def test_killed_run_resumes_to_same_output(corpus, tmp_path):
         assert labelled_after[shard] == labelled_before[shard], f"{shard} was labelled twice"
     assert temporary_files(out) == []
     assert not (out / "_progress" / "summaries").exists()
+    assert output_content(reference)["all_counts"]["duplicate_ids"] == 1
     assert output_content(out) == output_content(reference)
 
 
