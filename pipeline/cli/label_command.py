@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.app import UsageError, app, check_beam_args, fail, local_runner
+from pipeline.cli.app import UsageError, app, check_beam_args, fail, local_runner, verbosity
+from pipeline.cli.interrupt import ExitOnInterrupt
 from pipeline.cli.label_options import with_label_options
 from pipeline.cli.run_command import print_summary, write_report
 from schemas.config import LabelOptions
@@ -56,16 +57,17 @@ def label_command(
         check_beam_args(ctx.args, "label")
     except UsageError as error:
         fail(str(error), 2)
-    try:
-        manifest = relabel(
-            run_dir,
-            output_dir,
-            label_options,
-            ["--runner", runner, *ctx.args],
-            local_runner(runner),
-            overwrite,
-        )
-    except (OutputConflictError, ValueError) as error:
-        fail(str(error), 2)
-    report_path = write_report(output_dir) if report else None
-    print_summary(output_dir, manifest, report_path)
+    with ExitOnInterrupt("annotate label", output_dir, verbosity(ctx)):
+        try:
+            manifest = relabel(
+                run_dir,
+                output_dir,
+                label_options,
+                ["--runner", runner, *ctx.args],
+                local_runner(runner),
+                overwrite,
+            )
+        except (OutputConflictError, ValueError) as error:
+            fail(str(error), 2)
+        report_path = write_report(output_dir) if report else None
+        print_summary(output_dir, manifest, report_path)
