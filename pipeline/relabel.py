@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import files
+from pipeline.duplicate_ids import DUPLICATE_IDS, log_duplicate_ids
 from pipeline.local import log_runner
 from pipeline.run import (
     MANIFEST_FILE,
@@ -96,6 +97,8 @@ def carried_counts(manifest: dict) -> dict[str, int]:
     counts = dict(manifest["all_counts"])
     for key, value in manifest["label_counts"].items():
         counts[key] = counts.get(key, 0) - value
+    # The label stages count repeated ids again from the scored shards.
+    counts.pop(DUPLICATE_IDS, None)
     return {key: value for key, value in counts.items() if value}
 
 
@@ -148,7 +151,9 @@ def relabel(
         upstream = pipeline | "CarriedCounts" >> beam.Create([carried])
         build_label_stages(pipeline, scored, upstream, job, summary)
     log_fraction_warnings(output_dir)
-    return files.read_json(files.join(output_dir, MANIFEST_FILE))
+    manifest = files.read_json(files.join(output_dir, MANIFEST_FILE))
+    log_duplicate_ids(manifest)
+    return manifest
 
 
 def _claim_record(run_dir: str, config: dict) -> dict:
@@ -157,4 +162,10 @@ def _claim_record(run_dir: str, config: dict) -> dict:
     data = {"source": run_dir, "source_fingerprint": source, "label": config["label"]}
     encoded = json.dumps(data, sort_keys=True, default=str).encode()
     fingerprint = hashlib.sha256(encoded).hexdigest()[:16]
-    return {"fingerprint": fingerprint, "config": config, "relabelled_from": run_dir}
+    return {
+        "fingerprint": fingerprint,
+        "command": "label",
+        "config": config,
+        "relabelled_from": run_dir,
+        "source_fingerprint": source,
+    }

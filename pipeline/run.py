@@ -20,12 +20,19 @@ from apache_beam.runners.runner import PipelineResult
 from pipeline import files
 from pipeline.dedup import lsh_parameters
 from pipeline.dedup_stage import AttachDuplicates
+from pipeline.duplicate_ids import (
+    DUPLICATE_IDS,
+    FindDuplicateIds,
+    log_duplicate_ids,
+    no_duplicate_ids,
+)
 from pipeline.label import ESCAPE_CHARACTER, check_control_tokens, control_tokens
 from pipeline.label_stage import LABEL_STAGE, LABELLED_SHARDS_SKIPPED, LabelJob, LabelShardFn
 from pipeline.local import log_runner
 from pipeline.locations import check_output_location
 from pipeline.phf_layout import MergeFieldKinds, meta_fields, shard_field_kinds
 from pipeline.read import list_input_files
+from pipeline.run_record import describe_differences
 from pipeline.score_stage import (
     METRICS_NAMESPACE,
     SCORE_STAGE,
@@ -123,6 +130,7 @@ def claim_output_dir(
         "fingerprint": config_fingerprint(config, scorers, command),
         "command": command,
         "config": config.to_dict(),
+        "scorer_names": [scorer.name for scorer in scorers],
         "input_files": input_file_states(input_files),
     }
     claim_directory(config.output_dir, record, overwrite)
@@ -180,10 +188,7 @@ def claim_directory(output_dir: str, record: dict, overwrite: bool) -> None:
     elif files.exists(run_file):
         stored = files.read_json(run_file)
         if stored.get("fingerprint") != record["fingerprint"]:
-            raise OutputConflictError(
-                f"{output_dir} contains the output of a run with other inputs or options; "
-                "choose another output directory, or pass --overwrite to replace it"
-            )
+            raise OutputConflictError(other_run_message(output_dir, stored, record))
         changes = changed_inputs(stored.get("input_files"), record.get("input_files"))
         if changes:
             raise OutputConflictError(
@@ -200,6 +205,16 @@ def claim_directory(output_dir: str, record: dict, overwrite: bool) -> None:
             "that wrote it; choose another output directory, or pass --overwrite to replace it"
         )
     files.write_json(run_file, record)
+
+
+def other_run_message(output_dir: str, stored: dict, record: dict) -> str:
+    """Name each recorded option or input that differs between `stored` and `record`."""
+    differences = describe_differences(stored, record)
+    found = f": {'; '.join(differences)}" if differences else ""
+    return (
+        f"{output_dir} contains the output of a run with other inputs or options{found}; "
+        "choose another output directory, or pass --overwrite to replace it"
+    )
 
 
 def _existing_output(output_dir: str) -> str | None:
@@ -408,6 +423,7 @@ def build_label_stages(
             | "MergeMetaFieldKinds" >> beam.CombineGlobally(MergeFieldKinds())
         )
         side_inputs["field_kinds"] = beam.pvalue.AsSingleton(kinds)
+    duplicate_ids = paths | "DuplicateIds" >> FindDuplicateIds()
     plan = (
         pipeline
         | "PlanTrigger" >> beam.Create([None])
@@ -428,6 +444,7 @@ def build_label_stages(
             label_counts=beam.pvalue.AsSingleton(label_counts),
             plan=beam.pvalue.AsSingleton(plan),
             damaged_inputs=beam.pvalue.AsSingleton(damaged_inputs),
+            duplicate_ids=beam.pvalue.AsSingleton(duplicate_ids),
         )
     )
 
@@ -452,11 +469,13 @@ def write_run_files(
     label_counts: dict,
     plan: dict,
     damaged_inputs: Sequence[dict] = (),
+    duplicate_ids: dict | None = None,
 ) -> dict:
     """Write thresholds.json, special_tokens.json and manifest.json; returns the manifest.
 
     `damaged_inputs` lists the compressed input files found damaged, each with
-    input_file, lines_read and error.
+    input_file, lines_read and error. `duplicate_ids` describes the ids that
+    more than one document has (`pipeline.duplicate_ids.summarize`).
     """
     output_dir = summary["config"]["output_dir"]
     options = summary["config"]["label"]
@@ -467,7 +486,7 @@ def write_run_files(
     tokens = summary["provenance"]["special_tokens"]
     files.write_json(files.join(output_dir, SPECIAL_TOKENS_FILE), tokens)
 
-    counts = merge_counts([upstream_counts, label_counts])
+    counts = merge_counts([upstream_counts, label_counts, duplicate_id_counts(duplicate_ids)])
     manifest = {
         "started_at": summary["started_at"],
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -480,6 +499,7 @@ def write_run_files(
         "counts": accounting(counts),
         "all_counts": dict(sorted(counts.items())),
         "damaged_inputs": sorted(damaged_inputs, key=lambda entry: entry["input_file"]),
+        DUPLICATE_IDS: duplicate_ids or no_duplicate_ids(),
         "label_counts": dict(sorted(label_counts.items())),
         "layout": {
             "name": options["layout"],
@@ -493,6 +513,13 @@ def write_run_files(
     files.write_json(files.join(output_dir, MANIFEST_FILE), manifest)
     files.remove(summaries_dir(output_dir))
     return manifest
+
+
+def duplicate_id_counts(duplicate_ids: dict | None) -> dict[str, int]:
+    """Return {"duplicate_ids": N}, or {} when no id repeats, as counters that never fired."""
+    if not duplicate_ids or not duplicate_ids["documents"]:
+        return {}
+    return {DUPLICATE_IDS: duplicate_ids["documents"]}
 
 
 def summaries_dir(output_dir: str) -> str:
@@ -587,7 +614,9 @@ def run(
 
     run_pipeline(config, build, beam_args, runner, overwrite)
     log_fraction_warnings(config.output_dir)
-    return files.read_json(files.join(config.output_dir, MANIFEST_FILE))
+    manifest = files.read_json(files.join(config.output_dir, MANIFEST_FILE))
+    log_duplicate_ids(manifest)
+    return manifest
 
 
 def run_pipeline(

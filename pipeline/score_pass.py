@@ -16,10 +16,18 @@ from typing import Any
 import apache_beam as beam
 
 from pipeline import files
+from pipeline.duplicate_ids import (
+    DUPLICATE_IDS,
+    FindDuplicateIds,
+    log_duplicate_ids,
+    no_duplicate_ids,
+)
 from pipeline.run import (
     MANIFEST_FILE,
     accounting,
     build_score_stages,
+    duplicate_id_counts,
+    merge_counts,
     provenance,
     run_pipeline,
     run_summary,
@@ -47,6 +55,11 @@ def build_score_pipeline(
         | "DamagedInputs" >> beam.FlatMap(lambda shard: shard.damaged_inputs)
         | "ListDamagedInputs" >> beam.combiners.ToList()
     )
+    duplicate_ids = (
+        scored
+        | "ScoredPaths" >> beam.Map(lambda shard: shard.path)
+        | "DuplicateIds" >> FindDuplicateIds()
+    )
     summary = run_summary(config, None, stamp, input_files)
     _ = (
         pipeline
@@ -56,18 +69,23 @@ def build_score_pipeline(
             write_score_manifest,
             counts=beam.pvalue.AsSingleton(counts),
             damaged_inputs=beam.pvalue.AsSingleton(damaged_inputs),
+            duplicate_ids=beam.pvalue.AsSingleton(duplicate_ids),
         )
     )
 
 
 def write_score_manifest(
-    summary: dict, counts: dict[str, int], damaged_inputs: Sequence[dict] = ()
+    summary: dict,
+    counts: dict[str, int],
+    damaged_inputs: Sequence[dict] = (),
+    duplicate_ids: dict | None = None,
 ) -> dict:
     """Write manifest.json of the scoring pass; returns the manifest.
 
     It has the fields that `annotate label` reads from a run's manifest, with
     empty `label_counts`, so the scored shards can be labelled later.
     """
+    counts = merge_counts([counts, duplicate_id_counts(duplicate_ids)])
     manifest = {
         "command": SCORE_COMMAND,
         "started_at": summary["started_at"],
@@ -80,6 +98,7 @@ def write_score_manifest(
         "counts": accounting(counts, "documents_scored", ("segments_prose", "segments_code")),
         "all_counts": dict(sorted(counts.items())),
         "damaged_inputs": sorted(damaged_inputs, key=lambda entry: entry["input_file"]),
+        DUPLICATE_IDS: duplicate_ids or no_duplicate_ids(),
         "label_counts": {},
     }
     output_dir = summary["config"]["output_dir"]
@@ -104,4 +123,6 @@ def score(
         build_score_pipeline(pipeline, config, scorers, input_files, progress_dir)
 
     run_pipeline(config, build, beam_args, runner, overwrite, SCORE_COMMAND)
-    return files.read_json(files.join(config.output_dir, MANIFEST_FILE))
+    manifest = files.read_json(files.join(config.output_dir, MANIFEST_FILE))
+    log_duplicate_ids(manifest)
+    return manifest

@@ -54,6 +54,10 @@ SCORER_SETUPS = "scorer_setups"
 SCORED_SHARDS_SKIPPED = "scored_shards_skipped"
 
 
+class WorkerShutdownError(RuntimeError):
+    """The DoFn was torn down while it still scored a shard."""
+
+
 @dataclass
 class ShardResult:
     """A completed shard: its name, path, counts and the damage found in its input.
@@ -93,8 +97,10 @@ class ScoreFileFn(beam.DoFn):
         self.progress_dir = progress_dir
         self._scorer: DocumentScorer | None = None
         self._progress: ProgressWriter | None = None
+        self._torn_down = False
 
     def setup(self) -> None:
+        self._torn_down = False
         self._scorer = DocumentScorer(self.scorers, self.config.segment, self.config.fail_fast)
         self._scorer.setup()
         self._setup_counted = False
@@ -106,6 +112,11 @@ class ScoreFileFn(beam.DoFn):
             self._progress.flush()
 
     def teardown(self) -> None:
+        # Beam 2.77's SDK worker, when its runner shuts it down (as after Ctrl-C),
+        # tears DoFns down while a bundle may still run in another thread. The
+        # flag is set first, so `_write_shard` cannot complete a shard whose
+        # documents were scored after the models were released.
+        self._torn_down = True
         if self._scorer is not None:
             self._scorer.teardown()
 
@@ -147,6 +158,11 @@ class ScoreFileFn(beam.DoFn):
         try:
             for batch in _batches(items, self.config.batch_documents):
                 self._write_batch(batch, writer, rejected, counts, duplicates, removed)
+                if self._torn_down:
+                    raise WorkerShutdownError(
+                        f"the scorers were torn down while shard {name} was scored, because "
+                        "the worker is shutting down; the shard is left for a rerun"
+                    )
                 result.damaged_inputs.extend(_damage_entries(batch))
         except BaseException:
             writer.abort()

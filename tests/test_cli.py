@@ -249,6 +249,79 @@ def test_output_conflict_is_the_only_line_printed(tmp_path):
     assert result.output.count("\n") == 1
 
 
+def test_output_conflict_names_changed_options(tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", [{"text": "x = 1\n", "lang": "python"}])
+    out = tmp_path / "out"
+    args = ["run", str(source), str(out), "--scorers", "code_style", "--no-report"]
+    first = runner.invoke(app, [*args, "--percentile", "code_style=50"])
+    assert first.exit_code == 0, first.output
+
+    changed = [*args, "--percentile", "code_style=40", "--dedup", "exact", "--bad-token", "<|x|>"]
+    result = runner.invoke(app, changed)
+    assert result.exit_code == 2
+    message = result.output.strip()
+    assert message == (
+        f"annotate: error: {out} contains the output of a run with other inputs or options: "
+        '--bad-token: was "<|bad|>", now "<|x|>"; '
+        '--dedup: was "none", now "exact"; '
+        '--percentile: was {"code_style": 50.0}, now {"code_style": 40.0}; '
+        "choose another output directory, or pass --overwrite to replace it"
+    )
+    assert runner.invoke(app, [*changed, "--overwrite"]).exit_code == 0
+
+
+def test_output_conflict_names_changed_inputs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_jsonl(tmp_path / "first.jsonl", [{"text": "x = 1\n", "lang": "python"}])
+    write_jsonl(tmp_path / "second.jsonl", [{"text": "y = 2\n", "lang": "python"}])
+    options = ["--scorers", "code_style", "--no-report"]
+    assert runner.invoke(app, ["run", "first.jsonl", "out", *options]).exit_code == 0
+
+    result = runner.invoke(app, ["run", "second.jsonl", "out", *options])
+    assert result.exit_code == 2
+    assert 'other inputs or options: INPUTS: was "first.jsonl", now "second.jsonl";' in (
+        result.output
+    )
+    assert "pass --overwrite to replace it" in result.output
+    assert result.output.count("\n") == 1
+
+
+def test_output_conflict_names_other_command(tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", [{"text": "x = 1\n", "lang": "python"}])
+    out = tmp_path / "out"
+    options = ["--scorers", "code_style", "--no-progress"]
+    assert runner.invoke(app, ["score", str(source), str(out), *options]).exit_code == 0
+
+    result = runner.invoke(app, ["run", str(source), str(out), *options, "--no-report"])
+    assert result.exit_code == 2
+    assert "it was written by 'annotate score', not 'annotate run'" in result.output
+
+
+def test_conflicting_values_are_shortened_in_the_middle():
+    from pipeline.run_record import MAX_VALUE_CHARS, describe_differences
+
+    stored = {"command": "run", "config": {"inputs": "/data/" + "a" * 120 + "/part-1.jsonl"}}
+    current = {"command": "run", "config": {"inputs": "/data/" + "a" * 120 + "/part-2.jsonl"}}
+    [difference] = describe_differences(stored, current)
+    old, new = difference.removeprefix("INPUTS: was ").split(", now ")
+    assert len(old) == MAX_VALUE_CHARS
+    assert old.startswith('"/data/aaa')
+    assert old.endswith('a/part-1.jsonl"')
+    assert "..." in old
+    assert new.endswith('a/part-2.jsonl"')
+
+
+def test_conflict_without_recorded_differences_keeps_the_generic_message():
+    from pipeline.run import other_run_message
+
+    stored = {"fingerprint": "old"}
+    message = other_run_message("out", stored, {"fingerprint": "new", "command": "run"})
+    assert message == (
+        "out contains the output of a run with other inputs or options; "
+        "choose another output directory, or pass --overwrite to replace it"
+    )
+
+
 def test_counts_summary_names_rejected_only_when_used():
     from pipeline.cli.run_command import counts_summary
 

@@ -106,6 +106,30 @@ def test_relabel_recomputes_thresholds(source_run, tmp_path):
     assert source_entry["threshold"] < entry["threshold"]
 
 
+def test_relabel_conflict_names_changed_options(source_run, tmp_path):
+    from pipeline.run import OutputConflictError
+    from pipeline.run_record import format_value
+
+    _, _, source_dir = source_run
+    out = tmp_path / "out"
+    relabelled(source_dir, out, percentiles={"toxicity_profanity": 10.0})
+    with pytest.raises(OutputConflictError) as error:
+        relabelled(source_dir, out, percentiles={"toxicity_profanity": 20.0}, token_mode="scorer")
+    message = str(error.value)
+    assert '--percentile: was {"toxicity_profanity": 10.0}, now {"toxicity_profanity": 20.0}' in (
+        message
+    )
+    assert '--token-mode: was "label", now "scorer"' in message
+    assert "pass --overwrite" in message
+
+    other_source = tmp_path / "copy"
+    shutil.copytree(source_dir, other_source)
+    with pytest.raises(OutputConflictError) as error:
+        relabelled(other_source, out, percentiles={"toxicity_profanity": 10.0})
+    moved = f"RUN_DIR: was {format_value(str(source_dir))}, now {format_value(str(other_source))}"
+    assert moved in str(error.value)
+
+
 def test_relabel_carries_document_counts(source_run, tmp_path):
     records, source_manifest, source_dir = source_run
     manifest, table = relabelled(source_dir, tmp_path / "out", default_percentile=20)

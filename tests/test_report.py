@@ -210,3 +210,28 @@ def test_inspect_phf_layout_without_scored_shards_exits_2(tmp_path):
     result = runner.invoke(app, ["inspect", str(out)])
     assert result.exit_code == 2
     assert "in the phf layout" in result.output
+
+
+def test_label_writes_the_same_report(output, tmp_path):
+    _, out = output
+    relabelled = tmp_path / "relabelled"
+    result = runner.invoke(app, ["label", str(out), str(relabelled)])
+    assert result.exit_code == 0, result.output
+    assert "report.html        plots of scores and labels" in result.output
+    # An earlier test may have deleted the run's report.
+    write_report(str(out))
+    pages = [read_report(relabelled), read_report(out)]
+    times = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00")
+    assert all(len(times.findall(page)) == 2 for page in pages)
+    relabelled_page, run_page = (times.sub("TIME", page) for page in pages)
+    assert relabelled_page.replace(str(relabelled), "OUT") == run_page.replace(str(out), "OUT")
+
+
+def test_label_no_report_skips_it(output, tmp_path):
+    _, out = output
+    relabelled = tmp_path / "relabelled"
+    result = runner.invoke(app, ["label", str(out), str(relabelled), "--no-report"])
+    assert result.exit_code == 0, result.output
+    assert (relabelled / "manifest.json").exists()
+    assert not (relabelled / "report.html").exists()
+    assert "report.html" not in result.output

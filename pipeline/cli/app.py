@@ -1,7 +1,7 @@
 """The `annotate` Typer application and helpers shared by its commands.
 
 Exit codes: 0 success, 1 the run failed, 2 invalid usage (bad option,
-missing input), reported before any work starts.
+missing input), reported before any work starts, 130 interrupted by Ctrl-C.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ app = typer.Typer(
         "Cut a corpus into sentences (code: lines), score every segment, choose a threshold "
         "per scorer from the global score distribution, and write Parquet shards with a "
         "control token in front of every segment.\n\n"
-        "Exit codes: 0 success, 1 run failure, 2 usage error."
+        "Exit codes: 0 success, 1 run failure, 2 usage error, 130 interrupted (Ctrl-C)."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -166,6 +166,11 @@ def local_runner(runner: str):
     # pipeline.local.log_runner logs the runner once the output directory is claimed,
     # so a usage error found before then is the only line printed.
     return fn_api_runner()
+
+
+def verbosity(ctx: typer.Context) -> int:
+    """Return the number of -v options given to `annotate` before the command."""
+    return ctx.find_root().params.get("verbose", 0)
 
 
 def fail(message: str, code: int) -> None:

@@ -6,9 +6,10 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.app import UsageError, app, check_beam_args, fail, local_runner
+from pipeline.cli.app import UsageError, app, check_beam_args, fail, local_runner, verbosity
+from pipeline.cli.interrupt import ExitOnInterrupt
 from pipeline.cli.label_options import with_label_options
-from pipeline.cli.run_command import print_summary
+from pipeline.cli.run_command import print_summary, write_report
 from schemas.config import LabelOptions
 
 
@@ -34,14 +35,20 @@ def label_command(
     overwrite: Annotated[
         bool, typer.Option(help="Replace the output of a different earlier run in OUTPUT_DIR.")
     ] = False,
+    report: Annotated[
+        bool,
+        typer.Option(
+            help="Write OUTPUT_DIR/report.html with plots of scores and labels at the end."
+        ),
+    ] = True,
     *,
     label_options: LabelOptions,
 ) -> None:
     """Relabel an earlier run from its stored segments and scores, without loading any model.
 
     Reads RUN_DIR/scored/*.parquet (or RUN_DIR/shards/*.parquet), computes the
-    thresholds again and writes shards, thresholds.json, special_tokens.json and
-    manifest.json to OUTPUT_DIR.
+    thresholds again and writes shards, thresholds.json, special_tokens.json,
+    manifest.json and, unless --no-report, report.html to OUTPUT_DIR.
     """
     from pipeline.relabel import relabel
     from pipeline.run import OutputConflictError
@@ -50,15 +57,17 @@ def label_command(
         check_beam_args(ctx.args, "label")
     except UsageError as error:
         fail(str(error), 2)
-    try:
-        manifest = relabel(
-            run_dir,
-            output_dir,
-            label_options,
-            ["--runner", runner, *ctx.args],
-            local_runner(runner),
-            overwrite,
-        )
-    except (OutputConflictError, ValueError) as error:
-        fail(str(error), 2)
-    print_summary(output_dir, manifest)
+    with ExitOnInterrupt("annotate label", output_dir, verbosity(ctx)):
+        try:
+            manifest = relabel(
+                run_dir,
+                output_dir,
+                label_options,
+                ["--runner", runner, *ctx.args],
+                local_runner(runner),
+                overwrite,
+            )
+        except (OutputConflictError, ValueError) as error:
+            fail(str(error), 2)
+        report_path = write_report(output_dir) if report else None
+        print_summary(output_dir, manifest, report_path)

@@ -15,6 +15,7 @@ from pipeline.cli.app import (
     check_beam_args,
     fail,
     local_runner,
+    verbosity,
 )
 from pipeline.cli.config_file import (
     CONFIG_BEAM_ARGS_KEY,
@@ -23,6 +24,7 @@ from pipeline.cli.config_file import (
     load_config_file,
     merge_beam_arguments,
 )
+from pipeline.cli.interrupt import ExitOnInterrupt
 from pipeline.cli.label_options import with_label_options
 from pipeline.cli.run_options import (
     RUN,
@@ -76,7 +78,7 @@ logger = logging.getLogger(__name__)
         "A --config TOML file contains any of these options, keyed by the option name "
         "without its dashes (default-percentile = 10), and Beam options in a \\[beam] table. "
         "Options on the command line override it; INPUTS and OUTPUT_DIR stay on the command "
-        "line. Exit codes: 0 success, 1 run failure, 2 usage error."
+        "line. Exit codes: 0 success, 1 run failure, 2 usage error, 130 interrupted (Ctrl-C)."
     ),
 )
 @with_label_options
@@ -152,15 +154,16 @@ def run_command(
         return
     if progress is None:
         progress = not ctx.find_root().params.get("quiet", False)
-    execute(
-        config,
-        ["--runner", runner, *beam_args],
-        runner,
-        overwrite,
-        progress=progress and runner.lower() in LOCAL_RUNNERS,
-        report=report,
-        config_file=ctx.meta.get(CONFIG_PATH_KEY),
-    )
+    with ExitOnInterrupt("annotate run", config.output_dir, verbosity(ctx)):
+        execute(
+            config,
+            ["--runner", runner, *beam_args],
+            runner,
+            overwrite,
+            progress=progress and runner.lower() in LOCAL_RUNNERS,
+            report=report,
+            config_file=ctx.meta.get(CONFIG_PATH_KEY),
+        )
 
 
 def execute(
@@ -175,7 +178,8 @@ def execute(
     """Run the pipeline, turning known failures into one-line messages and exit codes.
 
     Options and locations are checked before the run starts, so a usage error
-    (exit code 2) leaves no output behind.
+    (exit code 2) leaves no output behind. Ctrl-C is left to the caller
+    (`ExitOnInterrupt`).
 
     Args:
         progress: show the scoring pass's progress on stderr; only for local runners.

@@ -6,7 +6,16 @@ import logging
 
 import typer
 
-from pipeline.cli.app import LOCAL_RUNNERS, UsageError, app, check_beam_args, fail, local_runner
+from pipeline.cli.app import (
+    LOCAL_RUNNERS,
+    UsageError,
+    app,
+    check_beam_args,
+    fail,
+    local_runner,
+    verbosity,
+)
+from pipeline.cli.interrupt import ExitOnInterrupt
 from pipeline.cli.run_command import (
     check_before_run,
     counts_summary,
@@ -106,7 +115,8 @@ def score_command(
     if progress is None:
         progress = not ctx.find_root().params.get("quiet", False)
     progress = progress and runner.lower() in LOCAL_RUNNERS
-    execute_score(config, ["--runner", runner, *ctx.args], runner, overwrite, progress)
+    with ExitOnInterrupt("annotate score", config.output_dir, verbosity(ctx)):
+        execute_score(config, ["--runner", runner, *ctx.args], runner, overwrite, progress)
 
 
 def execute_score(
