@@ -180,3 +180,20 @@ def test_bf16_scorer_casts_no_weight_while_scoring(tiny_checkpoint):
     assert casts, "autocast cast no input, so it did not apply"
     assert not weight_shapes & set(casts)
     assert all(isinstance(score, float) for score in scores)
+
+
+def test_feed_forward_in_chunks_equals_all_rows_at_once():
+    from scorers.packed_encoder import _feed_forward
+
+    model = random_model("BertForSequenceClassification", "BertConfig")
+    layer = model.bert.encoder.layer[0]
+    generator = torch.Generator().manual_seed(1)
+    attended = torch.randn(7, TINY["hidden_size"], generator=generator)
+    hidden = torch.randn(7, TINY["hidden_size"], generator=generator)
+    with torch.inference_mode():
+        whole = _feed_forward(layer, attended, hidden, exact_gelu=True)
+        chunked = _feed_forward(layer, attended, hidden, exact_gelu=True, chunk=3)
+        # The module's own activation function gives the same values as gelu_ in place.
+        own = _feed_forward(layer, attended, hidden, exact_gelu=False, chunk=3)
+    assert torch.allclose(chunked, whole, atol=1e-6)
+    assert torch.allclose(own, whole, atol=1e-6)
