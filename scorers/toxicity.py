@@ -93,7 +93,7 @@ class DetoxifyToxicityScorer(Scorer):
             under ``torch.autocast`` in bfloat16, on CPU or GPU. ``int8`` exports the model to
             ONNX in `setup`, quantizes its weights to int8 with ONNX Runtime's dynamic
             quantization and runs it with ONNX Runtime, on the CPU only. It needs the ``onnx``
-            extra. Both change scores: on 560 sentences and a random-weight BERT-base, by up to
+            extra. Both change scores: on 556 sentences and a random-weight BERT-base, by up to
             0.0042 (bf16) and 0.013 (int8). docs/benchmarks.md gives speeds and label changes.
         packed: run the linear layers on real tokens only (`scorers.packed_encoder`), for the
             BERT and RoBERTa models of Detoxify. Setup checks it against the model's own
