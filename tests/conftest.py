@@ -34,3 +34,23 @@ def local_runner():
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     return FnApiRunner()
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """A random-weight tiny BERT in Detoxify's format and its Hugging Face directory."""
+    from scorers.testing import write_detoxify_checkpoint
+
+    return write_detoxify_checkpoint(tmp_path_factory.mktemp("detoxify"), size="tiny", seed=0)
+
+
+def make_toxicity_scorer(tiny_checkpoint, **options):
+    """A Detoxify scorer on the tiny checkpoint, on the CPU, set up."""
+    from scorers.toxicity import DetoxifyToxicityScorer
+
+    checkpoint_path, hf_dir = tiny_checkpoint
+    scorer = DetoxifyToxicityScorer(
+        checkpoint=str(checkpoint_path), hf_dir=str(hf_dir), device="cpu", **options
+    )
+    scorer.setup()
+    return scorer

@@ -11,8 +11,8 @@ transformers = pytest.importorskip("transformers")
 
 from scorers import toxicity  # noqa: E402
 from scorers.packed_encoder import PackedEncoder, unsupported_reason  # noqa: E402
-from scorers.testing import write_detoxify_checkpoint  # noqa: E402
 from scorers.toxicity import DetoxifyToxicityScorer  # noqa: E402
+from tests.conftest import make_toxicity_scorer as make_scorer  # noqa: E402
 
 TEXTS = [
     "You are a wonderful person.",
@@ -50,20 +50,6 @@ def padded_batch(lengths: list[int], vocab_size: int, pad_id: int = 1, seed: int
         mask[row, :length] = 1
         ids[row, length:] = pad_id
     return ids, mask
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    return write_detoxify_checkpoint(tmp_path_factory.mktemp("detoxify"), size="tiny", seed=0)
-
-
-def make_scorer(tiny_checkpoint, **options):
-    checkpoint_path, hf_dir = tiny_checkpoint
-    scorer = DetoxifyToxicityScorer(
-        checkpoint=str(checkpoint_path), hf_dir=str(hf_dir), device="cpu", **options
-    )
-    scorer.setup()
-    return scorer
 
 
 @pytest.mark.parametrize(

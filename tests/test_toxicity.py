@@ -22,6 +22,7 @@ from scorers.toxicity import (  # noqa: E402
     ModelDownloadError,
     plan_batches,
 )
+from tests.conftest import make_toxicity_scorer as make_scorer  # noqa: E402
 
 RUN_ON = " ".join(["word", "and", "another", "then"] * 150)  # 600 words, no punctuation
 
@@ -41,11 +42,6 @@ MIXED = [
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    return write_detoxify_checkpoint(tmp_path_factory.mktemp("detoxify"), size="tiny", seed=0)
-
-
-@pytest.fixture(scope="module")
 def reference(tiny_checkpoint, tmp_path_factory):
     """Load stock Detoxify from a copy of the checkpoint whose model_type is the local directory.
 
@@ -58,15 +54,6 @@ def reference(tiny_checkpoint, tmp_path_factory):
     local_copy = tmp_path_factory.mktemp("reference") / "local.ckpt"
     torch.save(loaded, local_copy)
     return Detoxify(checkpoint=str(local_copy), huggingface_config_path=str(hf_dir))
-
-
-def make_scorer(tiny_checkpoint, **options):
-    checkpoint_path, hf_dir = tiny_checkpoint
-    scorer = DetoxifyToxicityScorer(
-        checkpoint=str(checkpoint_path), hf_dir=str(hf_dir), device="cpu", **options
-    )
-    scorer.setup()
-    return scorer
 
 
 def count_model_rows(scorer):
