@@ -88,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     report["corpus"] = _token_counts(exact, sentences)
     report["ours"] = _time_scorer(exact, sentences, args.repeat)
     exact_scores = report["ours"].pop("scores")
+    report["exact_scores"] = exact_scores
     if not args.skip_padded:
         padded = _load_scorer(checkpoint, hf_dir, args, "fp32", packed=False)
         report["ours_padded"] = _time_scorer(padded, sentences, args.repeat)
@@ -439,7 +440,20 @@ def format_report(report: dict[str, Any]) -> str:
     lines += ["", _comparison(report), ""]
     lines += _padding_lines(report["padding"])
     lines += _reduced_lines(report)
+    lines += ["", _threshold_line(report["exact_scores"])]
     return "\n".join(lines)
+
+
+def _threshold_line(scores: Sequence[float]) -> str:
+    """Describe how close the distinct fp32 scores lie to the label threshold."""
+    threshold = percentile_threshold(scores, LABEL_PERCENTILE)
+    gaps = sorted({abs(score - threshold) for score in set(scores)})
+    tied = sum(1 for score in scores if score == threshold)
+    nearest = ", ".join(f"{gap:.2g}" for gap in gaps[1:4])
+    return (
+        f"fp32 threshold {threshold:.6g}: {tied} of the sentences score exactly that, and "
+        f"the nearest other scores lie {nearest} away."
+    )
 
 
 def _speed_row(name: str, entry: dict[str, Any], peak: dict[str, float]) -> list[str]:

@@ -12,16 +12,17 @@ because no real token ever reads a padded position.
 Supported: ``BertForSequenceClassification``, ``RobertaForSequenceClassification`` and
 ``XLMRobertaForSequenceClassification`` with absolute position embeddings, the
 architectures of Detoxify's ``original``, ``unbiased`` and ``multilingual`` models. Other
-models (ALBERT, used by the ``-small`` models) run their own forward; `unsupported_reason`
-says why.
+models (ALBERT, used by the ``-small`` models) run their own forward, and
+`unsupported_reason` returns the reason.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-# Rows of the per-token steps computed at a time: 512 rows of BERT-base's 3072 intermediate
-# activations take 6 MiB in float32, which stays in the CPU cache between steps.
+# Rows of the per-token steps computed at a time. 512 rows of BERT-base's 3072 intermediate
+# activations take 6 MiB in float32. On a 2-core AMD EPYC, the feed-forward of 2,900 rows
+# took 159 ms in chunks of 512 rows against 242 ms at once (one measurement).
 FEED_FORWARD_ROWS = 512
 
 # Model class name -> attribute of its encoder model.
@@ -168,8 +169,8 @@ def _scatter(packed, real, positions: int):
 def _feed_forward(layer, attended, hidden, exact_gelu: bool, chunk: int = FEED_FORWARD_ROWS):
     """Compute the per-token rest of a layer: attention output, residuals, layer norms, FFN.
 
-    Rows run ``chunk`` at a time, so that the wide intermediate activations stay in the CPU
-    cache between the steps that write and read them.
+    Rows run ``chunk`` at a time, so that the wide intermediate activations are still in the
+    CPU cache when the next step reads them.
     """
     import torch
 

@@ -41,7 +41,7 @@ def random_model(class_name: str, config_name: str, seed: int = 0):
 
 
 def padded_batch(lengths: list[int], vocab_size: int, pad_id: int = 1, seed: int = 0):
-    """Random ids of rows of the given lengths; padding positions hold ``pad_id``."""
+    """Random ids of rows of the given lengths; padding positions contain ``pad_id``."""
     generator = torch.Generator().manual_seed(seed)
     width = max(lengths)
     ids = torch.randint(3, vocab_size, (len(lengths), width), generator=generator)
@@ -60,7 +60,7 @@ def padded_batch(lengths: list[int], vocab_size: int, pad_id: int = 1, seed: int
         ("XLMRobertaForSequenceClassification", "XLMRobertaConfig"),
     ],
 )
-def test_packed_logits_equal_model_forward(class_name, config_name):
+def test_packed_logits_match_forward(class_name, config_name):
     model = random_model(class_name, config_name)
     ids, mask = padded_batch([9, 2, 17, 5, 17], TINY["vocab_size"])
     with torch.inference_mode():
@@ -70,7 +70,7 @@ def test_packed_logits_equal_model_forward(class_name, config_name):
     assert torch.allclose(packed, expected, atol=1e-6), (packed - expected).abs().max()
 
 
-def test_packed_logits_ignore_what_padding_holds():
+def test_packed_logits_ignore_padding():
     model = random_model("BertForSequenceClassification", "BertConfig")
     encoder = PackedEncoder(model)
     ids, mask = padded_batch([4, 11, 7], TINY["vocab_size"])
@@ -80,7 +80,7 @@ def test_packed_logits_ignore_what_padding_holds():
         assert torch.equal(encoder(ids, mask), encoder(other_ids, mask))
 
 
-def test_model_forward_unchanged_after_joining_projections():
+def test_joined_projections_keep_forward():
     model = random_model("BertForSequenceClassification", "BertConfig")
     ids, mask = padded_batch([6, 3], TINY["vocab_size"])
     with torch.inference_mode():
@@ -98,7 +98,7 @@ def test_model_forward_unchanged_after_joining_projections():
     assert sum(p.numel() for p in model.parameters()) == parameters
 
 
-def test_unsupported_models_named():
+def test_unsupported_model_reason():
     albert = random_model("AlbertForSequenceClassification", "AlbertConfig")
     reason = unsupported_reason(albert)
     assert reason is not None and "AlbertForSequenceClassification" in reason
@@ -110,7 +110,7 @@ def test_unsupported_models_named():
     assert unsupported_reason(bert) == "position_embedding_type is 'relative_key', not 'absolute'"
 
 
-def test_scorer_runs_packed_forward_by_default(tiny_checkpoint):
+def test_scorer_packed_by_default(tiny_checkpoint):
     packed = make_scorer(tiny_checkpoint)
     padded = make_scorer(tiny_checkpoint, packed=False)
     calls = {"packed": 0, "padded": 0}
@@ -129,7 +129,7 @@ def test_scorer_runs_packed_forward_by_default(tiny_checkpoint):
     assert packed_scores == pytest.approx(padded_scores, abs=1e-6)
 
 
-def test_scorer_falls_back_when_packed_logits_differ(tiny_checkpoint, monkeypatch, caplog):
+def test_scorer_fallback_on_mismatch(tiny_checkpoint, monkeypatch, caplog):
     class WrongEncoder(PackedEncoder):
         def __call__(self, *args, **kwargs):
             return super().__call__(*args, **kwargs) + 0.01
@@ -142,12 +142,12 @@ def test_scorer_falls_back_when_packed_logits_differ(tiny_checkpoint, monkeypatc
     assert scorer.score_segments(TEXTS) == pytest.approx(exact, abs=1e-6)
 
 
-def test_packed_option_must_be_boolean():
+def test_packed_option_rejects_string():
     with pytest.raises(toxicity.ScorerConfigError, match="invalid toxicity packed 'yes'"):
         DetoxifyToxicityScorer(packed="yes")
 
 
-def test_bf16_scorer_casts_no_weight_while_scoring(tiny_checkpoint):
+def test_bf16_casts_no_weights(tiny_checkpoint):
     from torch.profiler import profile
 
     scorer = make_scorer(tiny_checkpoint, precision="bf16", batch_size=1)
@@ -168,7 +168,7 @@ def test_bf16_scorer_casts_no_weight_while_scoring(tiny_checkpoint):
     assert all(isinstance(score, float) for score in scores)
 
 
-def test_feed_forward_in_chunks_equals_all_rows_at_once():
+def test_feed_forward_chunks_match_whole():
     from scorers.packed_encoder import _feed_forward
 
     model = random_model("BertForSequenceClassification", "BertConfig")
