@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 PROSE = "prose"
@@ -29,6 +30,24 @@ class MissingDependencyError(ImportError):
 
 class ScorerConfigError(ValueError):
     """A scorer option has an invalid value."""
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """How to score again, exactly, the segments whose approximate score lies near a threshold.
+
+    A scorer that trades exactness for speed (a model run in reduced precision)
+    returns one from `Scorer.refinement`; the pipeline's refinement pass
+    (`pipeline.refine`) uses it once the thresholds are known.
+
+    Attributes:
+        exact: the same scorer at full precision, not set up.
+        margin: segments whose score lies within this distance of the threshold, in
+            log-odds (the logit of the score), are scored again by ``exact``.
+    """
+
+    exact: Scorer
+    margin: float
 
 
 class Scorer(ABC):
@@ -120,6 +139,10 @@ class Scorer(ABC):
     def stats(self) -> dict[str, int]:
         """Counts the scorer kept since setup, such as truncated segments."""
         return {}
+
+    def refinement(self) -> Refinement | None:
+        """Return how to make this scorer's labels exact, or None when its scores are exact."""
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.options!r})"

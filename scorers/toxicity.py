@@ -15,13 +15,14 @@ import contextlib
 import hashlib
 import io
 import logging
+import math
 import os
 import pickle
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from scorers.base import PROSE, Score, Scorer, ScorerConfigError
+from scorers.base import PROSE, Refinement, Score, Scorer, ScorerConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,13 @@ DEFAULT_BATCH_COST = 256
 
 # Numeric precision of the forward pass. Only fp32 gives predict's scores; see the class docstring.
 PRECISIONS = ("fp32", "bf16", "int8")
+
+# Default `refine_margin` per reduced precision, in log-odds. On the random-weight
+# BERT-base of benchmarks/toxicity.py, bf16 moved log-odds by up to 0.017 and int8 by up
+# to 0.054 (docs/benchmarks.md); the defaults add room for the threshold's own move and
+# for other models. fp16 keeps 3 more mantissa bits than bf16 but was never measured
+# here, so it gets bf16's margin.
+DEFAULT_REFINE_MARGINS = {"bf16": 0.04, "fp16": 0.04, "int8": 0.08}
 
 TOXICITY_CLASS = "toxicity"
 
@@ -99,6 +107,11 @@ class DetoxifyToxicityScorer(Scorer):
             BERT and RoBERTa models of Detoxify. Setup checks it against the model's own
             forward and falls back to that forward, with a warning, if they differ. The
             int8 path does not use it. Default True.
+        refine_margin: with a reduced precision (``bf16``, ``int8`` or ``fp16``), the
+            segments whose score lies within this many log-odds of a threshold are scored
+            again in fp32 once the run's thresholds are known (`pipeline.refine`), so that
+            labels match an fp32 run. 0 turns this off. Default 0.04 for bf16 and fp16,
+            0.08 for int8.
     """
 
     name = "toxicity_detoxify_v1"
@@ -143,6 +156,7 @@ class DetoxifyToxicityScorer(Scorer):
             raise ScorerConfigError(
                 f"invalid toxicity packed {self.packed!r}; expected true or false"
             )
+        self.refine_margin = _refine_margin(options, "fp16" if self.fp16 else self.precision)
         self._detoxify = None
         self._int8_session = None
         self._packed_encoder = None
@@ -163,6 +177,7 @@ class DetoxifyToxicityScorer(Scorer):
             "batch_cost",
             "precision",
             "packed",
+            "refine_margin",
         )
 
     @property
@@ -231,6 +246,17 @@ class DetoxifyToxicityScorer(Scorer):
         cache.
         """
         return dict(self._counts)
+
+    def refinement(self) -> Refinement | None:
+        """Return the fp32 scorer that refines reduced-precision scores near a threshold."""
+        if not self.refine_margin:
+            return None
+        exact_options = {
+            key: value
+            for key, value in self.options.items()
+            if key not in ("precision", "fp16", "refine_margin")
+        }
+        return Refinement(DetoxifyToxicityScorer(**exact_options), self.refine_margin)
 
     def score_segments(self, segments: Sequence[str]) -> list[Score]:
         """Return the toxicity probability of each segment, None for blank segments.
@@ -392,6 +418,19 @@ def _positive_int(options: dict[str, Any], name: str, default: int | None) -> in
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ScorerConfigError(f"invalid toxicity {name} {value!r}; expected a positive integer")
     return value
+
+
+def _refine_margin(options: dict[str, Any], precision: str) -> float:
+    """Return the refinement margin; 0 for fp32, whose scores need none."""
+    value = options.get("refine_margin")
+    if value is None:
+        return DEFAULT_REFINE_MARGINS.get(precision, 0.0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise ScorerConfigError(
+            f"invalid toxicity refine_margin {value!r}; expected a number of log-odds, "
+            "0 or more (0 turns refinement off)"
+        )
+    return float(value) if precision != "fp32" else 0.0
 
 
 def _non_negative_int(options: dict[str, Any], name: str, default: int) -> int:
