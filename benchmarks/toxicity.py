@@ -12,7 +12,9 @@ All measurements run in one process, on the same sentences, device and torch thr
    because ``predict`` itself keeps the autograd graph. By an estimate from the activation
    sizes, the saved activations of a batch of 512 rows of 512 tokens need over 100 GB.
 4. Our scorer with ``precision`` ``bf16`` and ``int8`` (int8 only on the CPU, with onnx
-   and onnxruntime installed), compared with step 2.
+   and onnxruntime installed), compared with step 2, then the refinement pass a run in that
+   precision adds (`pipeline.refine.refine_scores`, with the scorer's default margin): the
+   sentences near the 5th-percentile threshold scored again by the fp32 scorer of step 2.
 
 It also prints how many padded tokens four ways of batching would run, as tables.
 
@@ -103,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             checkpoint, hf_dir, args.device, sentences, exact_scores
         )
     report["reduced_precision"] = [
-        _time_reduced(checkpoint, hf_dir, args, precision, sentences, exact_scores)
+        _time_reduced(checkpoint, hf_dir, args, precision, sentences, exact, exact_scores)
         for precision in args.precisions
     ]
     peak_after = matmul_peak(args.threads, args.device)
@@ -342,7 +344,7 @@ def _chunks(indices: list[int], size: int) -> list[list[int]]:
     return [indices[start : start + size] for start in range(0, len(indices), size)]
 
 
-def _time_reduced(checkpoint, hf_dir, args, precision, sentences, exact_scores) -> dict:
+def _time_reduced(checkpoint, hf_dir, args, precision, sentences, exact, exact_scores) -> dict:
     from scorers.base import MissingDependencyError, ScorerConfigError
 
     try:
@@ -357,8 +359,42 @@ def _time_reduced(checkpoint, hf_dir, args, precision, sentences, exact_scores) 
         max_abs_difference=max(differences),
         labels_unchanged_fixed=label_agreement(exact_scores, scores, own_threshold=False),
         labels_unchanged_own=label_agreement(exact_scores, scores, own_threshold=True),
+        refined=_time_refinement(scorer, exact, sentences, scores, exact_scores, args.repeat),
     )
     return result
+
+
+def _time_refinement(scorer, exact, sentences, scores, exact_scores, repeat) -> dict:
+    """Time the refinement pass of a run in the scorer's precision, and check its labels.
+
+    The refinement's fp32 scorer has the options of `exact`, which is used in its place
+    rather than loaded a second time.
+    """
+    from pipeline.refine import near_threshold, refine_scores, refinement_summary
+    from scorers.base import Refinement
+
+    refinement = Refinement(exact, scorer.refinement().margin)
+    threshold = percentile_threshold(scores, LABEL_PERCENTILE)
+    best, runs = best_of(lambda: refine_scores(scores, sentences, threshold, refinement), repeat)
+    refined, stats = best.result
+    plan = {"toxicity": {"threshold": threshold, "margin": refinement.margin}}
+    final = {"toxicity": percentile_threshold(refined, LABEL_PERCENTILE)}
+    check = refinement_summary(plan, {"toxicity": stats}, final, {})["toxicity"]
+    near = {
+        sentence
+        for sentence, score in zip(sentences, scores, strict=True)
+        if near_threshold(score, threshold, refinement.margin)
+    }
+    return {
+        "seconds": best.seconds,
+        "cpu_seconds": best.cpu_seconds,
+        "runs": runs,
+        "segments": stats.segments,
+        "distinct_segments": len(near),
+        "tokens": sum(token_lengths(exact, sorted(near))) if near else 0,
+        "labels_unchanged": label_agreement(exact_scores, refined, own_threshold=True),
+        **{key: check[key] for key in ("margin", "max_change", "threshold_move", "margin_held")},
+    }
 
 
 def percentile_threshold(scores: Sequence[float], percentile: float) -> float:
@@ -532,6 +568,47 @@ def _reduced_lines(report: dict[str, Any]) -> list[str]:
     ]
     return [
         f"Reduced precision, labels at the {LABEL_PERCENTILE:g}th-percentile threshold:",
+        "",
+        markdown_table(headers, rows),
+        "",
+        *_refinement_lines(report),
+    ]
+
+
+def _refinement_lines(report: dict[str, Any]) -> list[str]:
+    rows = []
+    for entry in report["reduced_precision"]:
+        refined = entry.get("refined")
+        if not refined:
+            continue
+        same, total = refined["labels_unchanged"]
+        seconds = entry["seconds"] + refined["seconds"]
+        rows.append(
+            [
+                entry["precision"],
+                f"{refined['margin']:g}",
+                f"{refined['segments']} ({refined['distinct_segments']} distinct, "
+                f"{refined['tokens']} tokens)",
+                f"{refined['seconds']:.1f}",
+                f"{report['ours']['seconds'] / seconds:.2f}x",
+                f"{same}/{total} ({same / total:.2%})",
+                f"{refined['max_change']:.3g} + {refined['threshold_move']:.3g}"
+                + ("" if refined["margin_held"] else " (more than the margin)"),
+            ]
+        )
+    headers = [
+        "precision",
+        "margin",
+        "sentences refined",
+        "refine seconds",
+        "speed vs fp32, with refinement",
+        "labels unchanged",
+        "largest change + threshold move",
+    ]
+    if not rows:
+        return []
+    return [
+        "With refinement (own threshold, sentences near it scored again in fp32; log-odds):",
         "",
         markdown_table(headers, rows),
     ]

@@ -2,7 +2,10 @@
 
 The scored shards (RUN_DIR/scored/, or RUN_DIR/shards/ when scored/ is gone)
 hold every segment and its scores, so relabelling reads them, computes new
-thresholds and writes new shards without loading any scorer or model.
+thresholds and writes new shards without loading any scorer or model. The one
+exception is a scorer that the earlier run ran in reduced precision: unless
+`refine` is off, the segments near its new threshold are scored again at full
+precision (`pipeline.refine`), which loads its model.
 """
 
 from __future__ import annotations
@@ -30,12 +33,16 @@ from pipeline.run import (
     build_label_stages,
     claim_directory,
     log_fraction_warnings,
+    log_refinement_warnings,
     prepare_label_job,
+    scorer_refinements,
 )
 from pipeline.score_stage import ShardResult
 from pipeline.shards import SCORED_DIR, SHARDS_DIR
 from schemas.config import LabelOptions
 from schemas.output import SCHEMA_METADATA_KEY, scorer_names_from_schema
+from scorers.base import Refinement
+from scorers.registry import UnknownScorerError, get_scorer_class
 
 logger = logging.getLogger(__name__)
 
@@ -109,11 +116,14 @@ def relabel(
     beam_args: Sequence[str] = (),
     runner: Any = None,
     overwrite: bool = False,
+    refine: bool = True,
 ) -> dict:
     """Write new shards, thresholds.json, special_tokens.json and manifest.json to `output_dir`.
 
     The manifest keeps the document counts of the earlier run (read, rejected,
-    removed as duplicates), so its accounting still balances.
+    removed as duplicates), so its accounting still balances. With `refine`,
+    scorers that the earlier run ran in reduced precision are refined near
+    their new thresholds, as `annotate run` does.
 
     Raises:
         SourceRunError: `run_dir` is not the complete output of an earlier run,
@@ -134,7 +144,8 @@ def relabel(
     stamp.setdefault("packages", source.get("packages", {}))
     config = dict(source["config"], output_dir=output_dir, label=dataclasses.asdict(options))
     job = prepare_label_job(output_dir, options, stamp, config["read"]["id_field"])
-    claim_directory(output_dir, _claim_record(run_dir, config), overwrite)
+    refinements = source_refinements(stamp) if refine else {}
+    claim_directory(output_dir, _claim_record(run_dir, config, sorted(refinements)), overwrite)
     log_runner(runner)
 
     summary = {
@@ -149,17 +160,38 @@ def relabel(
     with beam.Pipeline(runner=runner, options=PipelineOptions(list(beam_args))) as pipeline:
         scored = pipeline | "ScoredShards" >> beam.Create(shards)
         upstream = pipeline | "CarriedCounts" >> beam.Create([carried])
-        build_label_stages(pipeline, scored, upstream, job, summary)
+        build_label_stages(pipeline, scored, upstream, job, summary, None, refinements)
     log_fraction_warnings(output_dir)
     manifest = files.read_json(files.join(output_dir, MANIFEST_FILE))
     log_duplicate_ids(manifest)
+    log_refinement_warnings(manifest)
     return manifest
 
 
-def _claim_record(run_dir: str, config: dict) -> dict:
+def source_refinements(stamp: dict[str, Any]) -> dict[str, Refinement]:
+    """Return the refinements of the earlier run's scorers, rebuilt from their stored options.
+
+    A scorer whose class is not installed here is left unrefined, with a warning.
+    """
+    scorers = []
+    for entry in stamp["scorers"]:
+        try:
+            scorer_class = get_scorer_class(entry["name"])
+        except UnknownScorerError as error:
+            logger.warning("%s; its scores are used as stored, without refinement", error)
+            continue
+        scorers.append(scorer_class(**entry.get("options", {})))
+    return scorer_refinements(scorers)
+
+
+def _claim_record(run_dir: str, config: dict, refined: list[str]) -> dict:
     run_file = files.join(run_dir, PROGRESS_DIR, RUN_FILE)
     source = files.read_json(run_file).get("fingerprint") if files.exists(run_file) else None
     data = {"source": run_dir, "source_fingerprint": source, "label": config["label"]}
+    if refined:
+        # Only when some scorer is refined, so that other output directories keep their
+        # fingerprint and are resumed as before.
+        data["refined_scorers"] = refined
     encoded = json.dumps(data, sort_keys=True, default=str).encode()
     fingerprint = hashlib.sha256(encoded).hexdigest()[:16]
     return {

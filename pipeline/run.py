@@ -7,7 +7,7 @@ import json
 import logging
 import platform
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -32,6 +32,14 @@ from pipeline.local import log_runner
 from pipeline.locations import check_output_location
 from pipeline.phf_layout import MergeFieldKinds, meta_fields, shard_field_kinds
 from pipeline.read import list_input_files
+from pipeline.refine import (
+    REFINE_STAGE,
+    RefineShardFn,
+    merge_refine_stats,
+    refine_plan,
+    refinement_summary,
+    refinement_warnings,
+)
 from pipeline.run_record import describe_differences
 from pipeline.score_stage import (
     METRICS_NAMESPACE,
@@ -40,7 +48,14 @@ from pipeline.score_stage import (
     SCORER_SETUPS,
     ScoreFileFn,
 )
-from pipeline.shards import DUPLICATES_DIR, PROGRESS_DIR, REJECTED_DIR, SCORED_DIR, SHARDS_DIR
+from pipeline.shards import (
+    DUPLICATES_DIR,
+    PROGRESS_DIR,
+    REFINED_DIR,
+    REJECTED_DIR,
+    SCORED_DIR,
+    SHARDS_DIR,
+)
 from pipeline.thresholds import (
     ComputeQuantiles,
     bucket_edges,
@@ -49,7 +64,7 @@ from pipeline.thresholds import (
     threshold_rules,
 )
 from schemas.config import LabelOptions, RunConfig
-from scorers.base import Scorer
+from scorers.base import Refinement, Scorer
 from scorers.registry import create_scorers
 
 logger = logging.getLogger(__name__)
@@ -62,9 +77,9 @@ SUMMARIES_DIR = "summaries"
 REPORT_FILE = "report.html"
 
 # Directories and files this tool writes into an output directory.
-OUTPUT_DIRS = (SHARDS_DIR, SCORED_DIR, REJECTED_DIR, DUPLICATES_DIR, PROGRESS_DIR)
+OUTPUT_DIRS = (SHARDS_DIR, SCORED_DIR, REFINED_DIR, REJECTED_DIR, DUPLICATES_DIR, PROGRESS_DIR)
 OUTPUT_NAMES = (*OUTPUT_DIRS, THRESHOLDS_FILE, MANIFEST_FILE, SPECIAL_TOKENS_FILE)
-PROGRESS_STAGES = (SCORE_STAGE, LABEL_STAGE)
+PROGRESS_STAGES = (SCORE_STAGE, REFINE_STAGE, LABEL_STAGE)
 
 REPORTED_PACKAGES = (
     "feedback-annotate", "apache-beam", "pyarrow", "spacy", "detoxify", "torch",
@@ -330,7 +345,15 @@ def build_pipeline(
         | "ListDamagedInputs" >> beam.combiners.ToList()
     )
     summary = run_summary(config, config_file, job.provenance, input_files)
-    build_label_stages(pipeline, scored, score_counts, job, summary, damaged_inputs)
+    build_label_stages(
+        pipeline, scored, score_counts, job, summary, damaged_inputs, scorer_refinements(scorers)
+    )
+
+
+def scorer_refinements(scorers: Sequence[Scorer]) -> dict[str, Refinement]:
+    """Return {scorer name: refinement} for the scorers whose scores are not exact."""
+    refinements = {scorer.name: scorer.refinement() for scorer in scorers}
+    return {name: refinement for name, refinement in refinements.items() if refinement}
 
 
 def build_score_stages(
@@ -394,8 +417,9 @@ def build_label_stages(
     job: LabelJob,
     summary: dict,
     damaged_inputs: beam.PCollection | None = None,
+    refinements: Mapping[str, Refinement] | None = None,
 ) -> None:
-    """Add the threshold, label and run-file stages for a PCollection of scored shards.
+    """Add the threshold, refinement, label and run-file stages for the scored shards.
 
     Args:
         pipeline: the pipeline being built.
@@ -406,8 +430,13 @@ def build_label_stages(
         summary: config, provenance, start time and number of input files,
             for the manifest.
         damaged_inputs: one list of the damaged input files found upstream, or None.
+        refinements: scorer name -> refinement, for the scorers run in reduced
+            precision (`pipeline.refine`); None or empty for none.
     """
     rules = threshold_rules(job.options, job.scorer_aliases)
+    refined = None
+    if refinements:
+        scored, refined = build_refine_stages(pipeline, scored, rules, job, refinements)
     paths = scored | "ScoredPaths" >> beam.Map(lambda shard: shard.path)
     quantiles = paths | "Thresholds" >> ComputeQuantiles(
         job.scorer_names,
@@ -434,6 +463,8 @@ def build_label_stages(
     summary = dict(summary, threshold_rules=rules)
     if damaged_inputs is None:
         damaged_inputs = pipeline | "NoDamagedInputs" >> beam.Create([[]])
+    if refined is None:
+        refined = pipeline | "NoRefinement" >> beam.Create([None])
     _ = (
         pipeline
         | "RunFilesTrigger" >> beam.Create([summary])
@@ -445,8 +476,62 @@ def build_label_stages(
             plan=beam.pvalue.AsSingleton(plan),
             damaged_inputs=beam.pvalue.AsSingleton(damaged_inputs),
             duplicate_ids=beam.pvalue.AsSingleton(duplicate_ids),
+            refined=beam.pvalue.AsSingleton(refined),
         )
     )
+
+
+def build_refine_stages(
+    pipeline: beam.Pipeline,
+    scored: beam.PCollection,
+    rules: dict,
+    job: LabelJob,
+    refinements: Mapping[str, Refinement],
+) -> tuple[beam.PCollection, beam.PCollection]:
+    """Add the thresholds of the unrefined scores and the refinement pass.
+
+    Returns the ShardResult of every shard after refinement, and one dict with
+    the refine plan and the merged RefineStats, for the manifest.
+    """
+    quantiles = (
+        scored
+        | "UnrefinedPaths" >> beam.Map(lambda shard: shard.path)
+        | "UnrefinedThresholds"
+        >> ComputeQuantiles(
+            list(refinements),
+            job.options.percentile_weight == "characters",
+            job.options.quantile_epsilon,
+            files.join(summaries_dir(job.output_dir), "unrefined"),
+        )
+    )
+    unrefined = {name: rules[name] for name in refinements}
+    thresholds = (
+        pipeline
+        | "RefineTrigger" >> beam.Create([None])
+        | "RefineThresholds"
+        >> beam.Map(_chosen_thresholds, unrefined, quantiles=beam.pvalue.AsDict(quantiles))
+    )
+    refined = scored | "Refine" >> beam.ParDo(
+        RefineShardFn(job.output_dir, refinements), thresholds=beam.pvalue.AsSingleton(thresholds)
+    )
+    stats = (
+        refined
+        | "RefineStats" >> beam.Map(lambda shard: shard.stats)
+        | "MergeRefineStats" >> beam.CombineGlobally(merge_refine_stats)
+        | "RefinePlan"
+        >> beam.Map(
+            lambda merged, thresholds: {
+                "plan": refine_plan(refinements, thresholds),
+                "stats": merged,
+            },
+            thresholds=beam.pvalue.AsSingleton(thresholds),
+        )
+    )
+    return refined | "RefinedShards" >> beam.Map(lambda shard: shard.shard), stats
+
+
+def _chosen_thresholds(_: None, rules: dict, quantiles: dict) -> dict[str, float | None]:
+    return {name: choose_threshold(rule, quantiles.get(name, [])) for name, rule in rules.items()}
 
 
 def plan_labels(
@@ -470,12 +555,14 @@ def write_run_files(
     plan: dict,
     damaged_inputs: Sequence[dict] = (),
     duplicate_ids: dict | None = None,
+    refined: dict | None = None,
 ) -> dict:
     """Write thresholds.json, special_tokens.json and manifest.json; returns the manifest.
 
     `damaged_inputs` lists the compressed input files found damaged, each with
     input_file, lines_read and error. `duplicate_ids` describes the ids that
-    more than one document has (`pipeline.duplicate_ids.summarize`).
+    more than one document has (`pipeline.duplicate_ids.summarize`). `refined`
+    holds the refine plan and stats of a run with refinement (`build_refine_stages`).
     """
     output_dir = summary["config"]["output_dir"]
     options = summary["config"]["label"]
@@ -507,6 +594,11 @@ def write_run_files(
             "meta_fields": plan["meta_fields"],
         },
     }
+    if refined is not None:
+        aliases = {scorer["name"]: scorer["alias"] for scorer in manifest["scorers"]}
+        manifest["refinement"] = refinement_summary(
+            refined["plan"], refined["stats"], plan["thresholds"], aliases
+        )
     if "relabelled_from" in summary:
         manifest["relabelled_from"] = summary["relabelled_from"]
 
@@ -549,6 +641,12 @@ def thresholds_table(rules: dict, plan: dict, label_counts: dict, weight: str) -
         if plan["bucket_edges"]:
             table[name]["bucket_edges"] = plan["bucket_edges"][name]
     return table
+
+
+def log_refinement_warnings(manifest: dict) -> None:
+    """Warn for each refined scorer whose margin was narrower than the changes seen."""
+    for message in refinement_warnings(manifest.get("refinement", {})):
+        logger.warning("%s", message)
 
 
 def log_fraction_warnings(output_dir: str) -> None:
@@ -616,6 +714,7 @@ def run(
     log_fraction_warnings(config.output_dir)
     manifest = files.read_json(files.join(config.output_dir, MANIFEST_FILE))
     log_duplicate_ids(manifest)
+    log_refinement_warnings(manifest)
     return manifest
 
 

@@ -24,6 +24,8 @@ from pipeline.score import ScoredDocument
 from schemas.output import SCHEMA_METADATA_KEY, score_column
 
 SCORED_DIR = "scored"
+# Scored shards written again with scores refined near a threshold (`pipeline.refine`).
+REFINED_DIR = "refined"
 SHARDS_DIR = "shards"
 REJECTED_DIR = "rejected"
 DUPLICATES_DIR = "duplicates"

@@ -175,9 +175,10 @@ def test_label_help_lists_shared_options():
         "--layout",
         "--scorer",
         "--overwrite",
+        "--no-refine",
     ):
         assert option in result.output
-    assert "without loading any model" in " ".join(result.output.split())
+    assert "No model is loaded, except to refine" in " ".join(result.output.split())
 
 
 def test_label_relabels_a_run(tmp_path):

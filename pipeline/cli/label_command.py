@@ -41,14 +41,23 @@ def label_command(
             help="Write OUTPUT_DIR/report.html with plots of scores and labels at the end."
         ),
     ] = True,
+    refine: Annotated[
+        bool,
+        typer.Option(
+            help="For scorers the earlier run ran in reduced precision (bf16, int8), score "
+            "the segments near each new threshold again in fp32, which loads their models. "
+            "--no-refine labels from the stored scores alone."
+        ),
+    ] = True,
     *,
     label_options: LabelOptions,
 ) -> None:
-    """Relabel an earlier run from its stored segments and scores, without loading any model.
+    """Relabel an earlier run from its stored segments and scores.
 
     Reads RUN_DIR/scored/*.parquet (or RUN_DIR/shards/*.parquet), computes the
     thresholds again and writes shards, thresholds.json, special_tokens.json,
-    manifest.json and, unless --no-report, report.html to OUTPUT_DIR.
+    manifest.json and, unless --no-report, report.html to OUTPUT_DIR. No model
+    is loaded, except to refine scores of reduced precision (see --refine).
     """
     from pipeline.relabel import relabel
     from pipeline.run import OutputConflictError
@@ -66,6 +75,7 @@ def label_command(
                 ["--runner", runner, *ctx.args],
                 local_runner(runner),
                 overwrite,
+                refine,
             )
         except (OutputConflictError, ValueError) as error:
             fail(str(error), 2)
