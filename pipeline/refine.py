@@ -165,10 +165,12 @@ class RefineShardFn(beam.DoFn):
     def _refine(self, scored: ShardResult, plan: Mapping[str, Mapping]):
         near = self._near_segments(scored.path, plan)
         stats = {name: RefineStats() for name in plan}
+        path = files.join(self.output_dir, REFINED_DIR, f"{scored.name}.parquet")
         if not any(near.values()):
+            # A copy from an attempt with other thresholds would be read by the report.
+            files.remove(path)
             return scored.path, stats
         exact = {name: self._exact_scores(name, positions) for name, positions in near.items()}
-        path = files.join(self.output_dir, REFINED_DIR, f"{scored.name}.parquet")
         _write_refined(scored.path, path, plan, exact, stats)
         counts = ", ".join(f"{value.segments} for {name}" for name, value in stats.items())
         logger.info("refined segments of shard %s at full precision: %s", scored.name, counts)
@@ -182,11 +184,7 @@ class RefineShardFn(beam.DoFn):
         for batch in iter_shard_batches(path, columns=columns):
             data = batch.to_pydict()
             for name, entry in plan.items():
-                for offset, scores in enumerate(data[score_column(name)]):
-                    for index, score in enumerate(scores or ()):
-                        if near_threshold(score, entry["threshold"], entry["margin"]):
-                            segment = data["segments"][offset][index]
-                            near[name][(row + offset, index)] = segment
+                near[name].update(_near_in_batch(data, score_column(name), entry, row))
             row += batch.num_rows
         return near
 
@@ -199,6 +197,16 @@ class RefineShardFn(beam.DoFn):
             self._set_up.add(name)
         scores = exact.score_segments(list(positions.values()))
         return dict(zip(positions, scores, strict=True))
+
+
+def _near_in_batch(data: Mapping[str, list], column: str, entry: Mapping, first_row: int) -> dict:
+    """Return {(row, segment index): segment} for one scorer's segments near its threshold."""
+    near = {}
+    for offset, scores in enumerate(data[column]):
+        for index, score in enumerate(scores or ()):
+            if near_threshold(score, entry["threshold"], entry["margin"]):
+                near[(first_row + offset, index)] = data["segments"][offset][index]
+    return near
 
 
 def _write_refined(

@@ -163,6 +163,18 @@ def test_shard_with_nothing_near_is_kept_and_loads_no_model(shard, tmp_path):
     assert not (tmp_path / "out" / "refined").exists()
 
 
+def test_new_threshold_without_near_segments_removes_old_copy(shard, tmp_path):
+    [first] = refine_fn(tmp_path / "out", TableScorer({"near ": 0.47, "close ": 0.52})).process(
+        shard, {NAME: 0.5}
+    )
+
+    [second] = refine_fn(tmp_path / "out", TableScorer({})).process(shard, {NAME: 0.3})
+
+    assert first.shard.path != shard.path
+    assert second.shard.path == shard.path
+    assert not (tmp_path / "out" / "refined" / "s.parquet").exists()
+
+
 def test_scorer_without_threshold_is_not_refined(shard, tmp_path):
     exact = TableScorer({})
 
