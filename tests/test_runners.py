@@ -6,6 +6,9 @@ interfaces ("[::]:0"). The `loopback_only` fixture rewrites every bind to 127.0.
 so the tests open no port to the network.
 """
 
+import subprocess
+import sys
+
 import grpc._server
 import pytest
 from apache_beam.runners.portability import local_job_service
@@ -14,7 +17,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from pipeline.run import build_pipeline, run_pipeline, work_counters
 from schemas.config import LabelOptions, RunConfig
 from tests.conftest import sample_records, write_jsonl
-from tests.test_resume import output_content
+from tests.test_resume import environment, output_content
 
 SCORERS = ("toxicity_profanity", "code_style")
 INPUT_FILES = 3
@@ -103,3 +106,21 @@ def test_portable_runner_same_output(corpus, one_worker, tmp_path, loopback_only
         job_service.stop()
     assert work_counters(result)["scorer_setups"] == 1
     assert output_content(out) == one_worker[0]
+
+
+def test_worker_processes_print_no_start_up_lines(corpus, tmp_path):
+    # The CLI in a child process (its workers are started through pipeline.local, which
+    # binds their servers to 127.0.0.1), so that the workers' stderr can be read.
+    command = [
+        sys.executable, "-m", "pipeline.cli", "run", str(corpus / "*.jsonl"),
+        str(tmp_path / "out"), "--scorers", ",".join(SCORERS),
+        "--percentile", "code_style=50", "--no-report",
+        "--direct_num_workers", "2", "--direct_running_mode", "multi_processing",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env=environment())
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert [line for line in lines if line.startswith(("INFO:", "WARNING:"))] == []
+    assert not [line for line in lines if "semi_persistent_directory" in line]
+    assert any("annotating 3 input file(s)" in line for line in lines)
