@@ -67,6 +67,12 @@ def find_scored_shards(run_dir: str) -> list[str]:
     )
 
 
+def scored_shard_results(run_dir: str) -> list[ShardResult]:
+    """Return a ShardResult for each shard that `find_scored_shards` finds in `run_dir`."""
+    paths = find_scored_shards(run_dir)
+    return [ShardResult(posixpath.basename(path)[: -len(".parquet")], path) for path in paths]
+
+
 def shard_provenance(path: str) -> dict[str, Any]:
     """Read the provenance stored in a shard's Parquet metadata, with its scorer names.
 
@@ -155,10 +161,16 @@ def relabel(
         "input_files": source["input_files"],
         "relabelled_from": run_dir,
     }
-    shards = [ShardResult(posixpath.basename(path)[: -len(".parquet")], path) for path in paths]
-    logger.info("relabelling %d shard(s) of %s into %s", len(shards), run_dir, output_dir)
+    logger.info("relabelling %d shard(s) of %s into %s", len(paths), run_dir, output_dir)
     with beam.Pipeline(runner=runner, options=PipelineOptions(list(beam_args))) as pipeline:
-        scored = pipeline | "ScoredShards" >> beam.Create(shards)
+        # The shards are listed again by the pipeline, so that their paths stay out of the
+        # job graph, whose size runners limit.
+        scored = (
+            pipeline
+            | "RunDirectory" >> beam.Create([run_dir])
+            | "ScoredShards" >> beam.FlatMap(scored_shard_results)
+            | "SpreadShards" >> beam.Reshuffle()
+        )
         upstream = pipeline | "CarriedCounts" >> beam.Create([carried])
         build_label_stages(pipeline, scored, upstream, job, summary, None, refinements)
     log_fraction_warnings(output_dir)

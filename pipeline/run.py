@@ -73,6 +73,8 @@ THRESHOLDS_FILE = "thresholds.json"
 MANIFEST_FILE = "manifest.json"
 SPECIAL_TOKENS_FILE = "special_tokens.json"
 RUN_FILE = "run.json"
+# The input paths of a run, as a JSON list, read by the pipeline's first stage.
+INPUT_FILES_FILE = "input_files.json"
 SUMMARIES_DIR = "summaries"
 REPORT_FILE = "report.html"
 
@@ -364,11 +366,19 @@ def build_score_stages(
     stamp: dict[str, Any],
     progress_dir: str | None = None,
 ) -> beam.PCollection:
-    """Add duplicate removal and scoring; returns the ShardResult of every scored shard."""
+    """Add duplicate removal and scoring; returns the ShardResult of every scored shard.
+
+    The input paths travel in a file under OUT/_progress/, not in the job graph,
+    whose size runners limit (Dataflow to 10 MB): a million paths would exceed it.
+    """
     bands, rows = dedup_bands(config)
+    listing = files.join(config.output_dir, PROGRESS_DIR, INPUT_FILES_FILE)
+    files.write_json(listing, list(input_files))
     return (
         pipeline
-        | "InputFiles" >> beam.Create(input_files)
+        | "InputListing" >> beam.Create([listing])
+        | "InputFiles" >> beam.FlatMap(files.read_json)
+        | "SpreadInputFiles" >> beam.Reshuffle()
         | "Duplicates" >> AttachDuplicates(config.read, config.dedup, bands, rows)
         | "SpreadFiles" >> beam.Reshuffle()
         | "Score" >> beam.ParDo(ScoreFileFn(config, scorers, stamp, progress_dir))

@@ -133,3 +133,24 @@ def test_profanity_threshold_is_fifth_percentile(finished_run):
 def test_scorer_counts_reach_manifest(finished_run):
     _, manifest, _, _ = finished_run
     assert manifest["all_counts"]["toxicity_detoxify_v1_truncated_segments"] == 1
+
+
+def test_input_paths_stay_out_of_job_graph(tmp_path):
+    import apache_beam as beam
+
+    from pipeline.run import build_pipeline, build_scorers
+
+    paths = [str(tmp_path / f"input-{index:05d}.jsonl") for index in range(2000)]
+    config = RunConfig(
+        inputs=str(tmp_path / "*.jsonl"),
+        output_dir=str(tmp_path / "out"),
+        scorers=("toxicity_profanity",),
+    )
+    pipeline = beam.Pipeline()
+
+    build_pipeline(pipeline, config, build_scorers(config), paths)
+
+    graph = pipeline.to_runner_api().SerializeToString()
+    assert b"input-01999.jsonl" not in graph
+    listing = tmp_path / "out" / "_progress" / "input_files.json"
+    assert json.loads(listing.read_text(encoding="utf-8")) == paths
