@@ -173,7 +173,7 @@ class RefineShardFn(beam.DoFn):
         exact = {name: self._exact_scores(name, positions) for name, positions in near.items()}
         _write_refined(scored.path, path, plan, exact, stats)
         counts = ", ".join(f"{value.segments} for {name}" for name, value in stats.items())
-        logger.info("refined segments of shard %s at full precision: %s", scored.name, counts)
+        logger.debug("refined segments of shard %s at full precision: %s", scored.name, counts)
         return path, stats
 
     def _near_segments(self, path: str, plan: Mapping[str, Mapping]) -> dict[str, dict]:
@@ -285,6 +285,16 @@ def refinement_summary(
             "margin_held": value.max_change + move <= entry["margin"],
         }
     return summary
+
+
+def refinement_lines(summary: Mapping[str, Mapping]) -> list[str]:
+    """Return one line per refined scorer: segments scored again, and the margin's check."""
+    return [
+        f"{name}: {entry['segments']} segment(s) near the threshold scored again at full "
+        f"precision; largest change {entry['max_change']:.3g} + threshold move "
+        f"{entry['threshold_move']:.3g} log-odds, margin {entry['margin']:g}"
+        for name, entry in summary.items()
+    ]
 
 
 def refinement_warnings(summary: Mapping[str, Mapping]) -> list[str]:

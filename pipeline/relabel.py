@@ -33,7 +33,7 @@ from pipeline.run import (
     build_label_stages,
     claim_directory,
     log_fraction_warnings,
-    log_refinement_warnings,
+    log_refinement,
     prepare_label_job,
     scorer_refinements,
 )
@@ -176,7 +176,7 @@ def relabel(
     log_fraction_warnings(output_dir)
     manifest = files.read_json(files.join(output_dir, MANIFEST_FILE))
     log_duplicate_ids(manifest)
-    log_refinement_warnings(manifest)
+    log_refinement(manifest)
     return manifest
 
 

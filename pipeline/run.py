@@ -37,6 +37,7 @@ from pipeline.refine import (
     RefineShardFn,
     merge_refine_stats,
     refine_plan,
+    refinement_lines,
     refinement_summary,
     refinement_warnings,
 )
@@ -653,9 +654,12 @@ def thresholds_table(rules: dict, plan: dict, label_counts: dict, weight: str) -
     return table
 
 
-def log_refinement_warnings(manifest: dict) -> None:
-    """Warn for each refined scorer whose margin was narrower than the changes seen."""
-    for message in refinement_warnings(manifest.get("refinement", {})):
+def log_refinement(manifest: dict) -> None:
+    """Log what refinement did per scorer, and warn where the margin was too narrow."""
+    summary = manifest.get("refinement", {})
+    for line in refinement_lines(summary):
+        logger.info("%s", line)
+    for message in refinement_warnings(summary):
         logger.warning("%s", message)
 
 
@@ -724,7 +728,7 @@ def run(
     log_fraction_warnings(config.output_dir)
     manifest = files.read_json(files.join(config.output_dir, MANIFEST_FILE))
     log_duplicate_ids(manifest)
-    log_refinement_warnings(manifest)
+    log_refinement(manifest)
     return manifest
 
 

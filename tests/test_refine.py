@@ -14,6 +14,7 @@ from pipeline.refine import (
     log_odds,
     near_threshold,
     refine_scores,
+    refinement_lines,
     refinement_summary,
     refinement_warnings,
 )
@@ -197,6 +198,13 @@ def test_margin_held_when_changes_and_move_fit():
     assert entry["margin_needed"] == pytest.approx(0.05 + log_odds(0.51))
     assert entry["margin_held"]
     assert refinement_warnings({NAME: entry}) == []
+
+
+def test_summary_line_gives_segments_and_check():
+    [line] = refinement_lines(summary(0.05, 0.5, 0.51))
+
+    assert line.startswith(f"{NAME}: 5 segment(s) near the threshold scored again")
+    assert "largest change 0.05 + threshold move 0.04 log-odds, margin 0.1" in line
 
 
 def test_warning_names_option_and_wider_margin():
