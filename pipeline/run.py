@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import platform
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -14,7 +15,7 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, WorkerOptions
 from apache_beam.runners.runner import PipelineResult
 
 from pipeline import files
@@ -759,11 +760,33 @@ def run_pipeline(
     log_runner(runner)
     options = PipelineOptions(list(beam_args))
     logger.info("annotating %d input file(s) into %s", len(input_files), config.output_dir)
+    message = idle_workers_warning(options, len(input_files))
+    if message:
+        logger.warning("%s", message)
     with beam.Pipeline(runner=runner, options=options) as pipeline:
         build(pipeline, config, scorers, input_files)
     # Leaving the block runs the pipeline to the end and stores its result.
     log_work_done(pipeline.result)
     return pipeline.result
+
+
+def idle_workers_warning(options: PipelineOptions, input_files: int) -> str | None:
+    """Return a warning when fewer input files than requested workers leave workers idle."""
+    direct = options.view_as(DirectOptions).direct_num_workers
+    worker_options = options.view_as(WorkerOptions)
+    workers = max(
+        direct if direct > 0 else (os.cpu_count() or 1),
+        worker_options.num_workers or 0,
+        worker_options.max_num_workers or 0,
+    )
+    if input_files >= workers:
+        return None
+    return (
+        f"{input_files} input file(s) for {workers} workers: one worker reads and scores "
+        f"each input file, so {workers - input_files} worker(s) will have nothing to do. "
+        f"Split the input into at least {workers} files (for example with split -n l/{workers}) "
+        "to use every worker."
+    )
 
 
 def log_work_done(result: PipelineResult) -> None:

@@ -124,3 +124,26 @@ def test_worker_processes_print_no_start_up_lines(corpus, tmp_path):
     assert [line for line in lines if line.startswith(("INFO:", "WARNING:"))] == []
     assert not [line for line in lines if "semi_persistent_directory" in line]
     assert any("annotating 3 input file(s)" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("beam_args", "input_files", "idle"),
+    [
+        (["--direct_num_workers", "2"], 1, 1),
+        (["--max_num_workers", "8"], 3, 5),
+        (["--direct_num_workers", "2"], 2, None),
+        ([], 1, None),
+    ],
+)
+def test_idle_workers_warning(beam_args, input_files, idle):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.run import idle_workers_warning
+
+    message = idle_workers_warning(PipelineOptions(beam_args), input_files)
+
+    if idle is None:
+        assert message is None
+    else:
+        assert f"{idle} worker(s) will have nothing to do" in message
+        assert message.startswith(f"{input_files} input file(s) for ")
