@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.refine import (
+    RefinedShard,
     RefineShardFn,
     RefineStats,
     log_odds,
@@ -140,15 +141,23 @@ def test_refined_shard_skipped_on_rerun(shard, tmp_path):
     assert again.setups == 0 and again.scored == []
 
 
+def refine_once(out, shard: ShardResult, exact: TableScorer, *side_inputs) -> RefinedShard:
+    """Run RefineShardFn on one shard to the end; `process` is a generator."""
+    [result] = refine_fn(out, exact).process(shard, *side_inputs)
+    return result
+
+
 def test_new_threshold_refines_again(shard, tmp_path):
-    refine_fn(tmp_path / "out", TableScorer({"near ": 0.47, "close ": 0.52})).process(
-        shard, {NAME: 0.5}
+    first = refine_once(
+        tmp_path / "out", shard, TableScorer({"near ": 0.47, "close ": 0.52}), {NAME: 0.5}
     )
     exact = TableScorer({"other ": 0.96})
 
     [result] = refine_fn(tmp_path / "out", exact).process(shard, {NAME: 0.95})
 
     assert exact.scored == ["other "]
+    assert result.shard.path == first.shard.path
+    # The copy is made from the scored shard again, not from the first copy.
     column = pq.read_table(result.shard.path).column(score_column(NAME)).to_pylist()
     assert column == [[0.1, 0.51], [0.96], [0.49, None]]
 
