@@ -1,8 +1,10 @@
 """Relabel an earlier run: new thresholds, tokens or layout from its stored scores.
 
 The scored shards (RUN_DIR/scored/, or RUN_DIR/shards/ when scored/ is gone)
-hold every segment and its scores, so relabelling reads them, computes new
-thresholds and writes new shards without loading any scorer or model. The one
+hold every segment and its scores. A scored shard that the run refined is read
+from its copy in RUN_DIR/refined/, which contains the scores the run labelled
+from. Relabelling reads these shards, computes new thresholds and writes new
+shards without loading any scorer or model. The one
 exception is a scorer that the earlier run ran in reduced precision: unless
 `refine` is off, the segments near its new threshold are scored again at full
 precision (`pipeline.refine`), which loads its model.
@@ -38,7 +40,7 @@ from pipeline.run import (
     scorer_refinements,
 )
 from pipeline.score_stage import ShardResult
-from pipeline.shards import SCORED_DIR, SHARDS_DIR
+from pipeline.shards import SCORED_DIR, SHARDS_DIR, with_refined_copies
 from schemas.config import LabelOptions
 from schemas.output import SCHEMA_METADATA_KEY, scorer_names_from_schema
 from scorers.base import Refinement
@@ -54,11 +56,17 @@ class SourceRunError(ValueError):
 def find_scored_shards(run_dir: str) -> list[str]:
     """Return the paths of the shards with segments and scores: scored/, else shards/.
 
+    A scored shard that the run refined is replaced by its copy in refined/,
+    which contains the scores the run labelled from. Shards in shards/ contain
+    those scores already.
+
     Raises:
         SourceRunError: neither directory contains a Parquet shard.
     """
     for directory in (SCORED_DIR, SHARDS_DIR):
         paths = files.match(files.join(run_dir, directory, "*.parquet"))
+        if paths and directory == SCORED_DIR:
+            return with_refined_copies(run_dir, paths)
         if paths:
             return paths
     raise SourceRunError(
@@ -88,6 +96,8 @@ def shard_provenance(path: str) -> dict[str, Any]:
             "from a run directory that still has scored/"
         )
     stored = json.loads((schema.metadata or {}).get(SCHEMA_METADATA_KEY, b"{}"))
+    # The refine plan of a refined copy describes that copy, not the relabelled shards.
+    stored.pop("refined", None)
     known = {scorer["name"]: scorer for scorer in stored.get("scorers", [])}
     scorers = [
         known.get(name, {"name": name, "alias": name, "kinds": [], "options": {}})

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from pipeline import files
 from pipeline.label import label_segments
 from pipeline.run import MANIFEST_FILE, THRESHOLDS_FILE
-from pipeline.shards import REFINED_DIR, SCORED_DIR, SHARDS_DIR, iter_shard_batches
+from pipeline.shards import SCORED_DIR, SHARDS_DIR, iter_shard_batches, with_refined_copies
 from schemas.output import score_column
 
 DEFAULT_SOURCE_FIELD = "source"
@@ -98,8 +98,10 @@ def document_shards(output_dir: str, manifest: Mapping, thresholds: Mapping) -> 
     """Find the shards of a finished run that hold its documents with the default columns.
 
     For the ``phf`` layout these are the scored shards: OUT/scored/, or for the output
-    of ``annotate label``, the scored or final shards of the run it relabelled; each
-    replaced by its copy in OUT/refined/ where refinement wrote one.
+    of ``annotate label``, the scored or final shards of the run it relabelled. Each
+    is replaced by its copy in OUT/refined/ where refinement wrote one, and a scored
+    shard of the relabelled run first by its copy in that run's refined/, as
+    `pipeline.relabel.find_scored_shards` reads it.
 
     Raises:
         NoDocumentShardsError: the layout is ``phf`` and no such shards exist.
@@ -108,27 +110,26 @@ def document_shards(output_dir: str, manifest: Mapping, thresholds: Mapping) -> 
         return DocumentShards(files.match(files.join(output_dir, SHARDS_DIR, "*.parquet")))
     names = [scorer["name"] for scorer in manifest.get("scorers", [])] or list(thresholds)
     labels_from = {name: thresholds.get(name, {}).get("threshold") for name in names}
-    directories = [files.join(output_dir, SCORED_DIR)]
+    # Each directory, with the relabelled run whose refined/ copies replace its shards.
+    directories = [(files.join(output_dir, SCORED_DIR), None)]
     if manifest.get("relabelled_from"):
         source = manifest["relabelled_from"]
-        directories += [files.join(source, SCORED_DIR), files.join(source, SHARDS_DIR)]
-    for directory in directories:
+        directories += [
+            (files.join(source, SCORED_DIR), source),
+            (files.join(source, SHARDS_DIR), None),
+        ]
+    for directory, refined_in in directories:
         paths = files.match(files.join(directory, "*.parquet"))
         if paths and "segments" in _column_names(paths[0]):
-            return DocumentShards(_refined_where_written(output_dir, paths), labels_from)
+            if refined_in is not None:
+                paths = with_refined_copies(refined_in, paths)
+            paths = with_refined_copies(output_dir, paths)
+            return DocumentShards(paths, labels_from)
     raise NoDocumentShardsError(
         f"the shards of {output_dir} are in the phf layout, which has no labels or kinds, "
-        f"and no scored shards are left to read them from (looked in {', '.join(directories)})"
+        "and no scored shards are left to read them from (looked in "
+        f"{', '.join(directory for directory, _ in directories)})"
     )
-
-
-def _refined_where_written(output_dir: str, paths: list[str]) -> list[str]:
-    """Put in place of each scored shard its copy in OUT/refined/, where the run wrote one."""
-    refined = []
-    for path in paths:
-        copy = files.join(output_dir, REFINED_DIR, posixpath.basename(path))
-        refined.append(copy if files.exists(copy) else path)
-    return refined
 
 
 def _column_names(path: str) -> list[str]:

@@ -53,6 +53,19 @@ def marker_path(output_dir: str, stage: str, name: str) -> str:
     return files.join(output_dir, PROGRESS_DIR, stage, f"{name}.json")
 
 
+def with_refined_copies(output_dir: str, paths: Sequence[str]) -> list[str]:
+    """Replace each scored shard by its copy in OUTPUT_DIR/refined/, where refinement wrote one.
+
+    The copy contains the scores the run labelled from, so a reader of a finished
+    run's scores reads the copy.
+    """
+    result = []
+    for path in paths:
+        copy = files.join(output_dir, REFINED_DIR, posixpath.basename(path))
+        result.append(copy if files.exists(copy) else path)
+    return result
+
+
 def scored_columns(batch: Sequence[ScoredDocument], scorer_names: Sequence[str]) -> dict:
     """Column lists of the scored schema for a batch of documents."""
     columns: dict[str, list] = {

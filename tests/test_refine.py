@@ -185,6 +185,41 @@ def test_new_threshold_without_near_segments_removes_old_copy(shard, tmp_path):
     assert not (tmp_path / "out" / "refined" / "s.parquet").exists()
 
 
+def test_relabel_reads_refined_copies_of_scored_shards(tmp_path):
+    from pipeline.relabel import find_scored_shards
+
+    for directory, name in [("scored", "s"), ("scored", "t"), ("refined", "s")]:
+        (tmp_path / directory).mkdir(exist_ok=True)
+        write_scored_shard(tmp_path / directory / f"{name}.parquet", [{"a ": 0.1}])
+
+    paths = find_scored_shards(str(tmp_path))
+
+    assert sorted(paths) == [
+        str(tmp_path / "refined" / "s.parquet"),
+        str(tmp_path / "scored" / "t.parquet"),
+    ]
+
+
+def test_report_of_relabelled_phf_run_reads_refined_copies(tmp_path):
+    from pipeline.report_data import document_shards
+
+    run_dir, out = tmp_path / "run", tmp_path / "out"
+    shards = [("scored", "s"), ("scored", "t"), ("scored", "u"), ("refined", "s")]
+    for root, directory, name in [(run_dir, *shard) for shard in shards] + [(out, "refined", "t")]:
+        (root / directory).mkdir(parents=True, exist_ok=True)
+        write_scored_shard(root / directory / f"{name}.parquet", [{"a ": 0.1}])
+    manifest = {"layout": {"name": "phf"}, "relabelled_from": str(run_dir), "scorers": []}
+
+    found = document_shards(str(out), manifest, {NAME: {"threshold": 0.5}})
+
+    # A copy refined by the relabelling wins, then one refined by the relabelled run.
+    assert sorted(found.paths) == [
+        str(out / "refined" / "t.parquet"),
+        str(run_dir / "refined" / "s.parquet"),
+        str(run_dir / "scored" / "u.parquet"),
+    ]
+
+
 def test_scorer_without_threshold_is_not_refined(shard, tmp_path):
     exact = TableScorer({})
 
@@ -294,10 +329,12 @@ def test_bf16_run_without_refinement_changes_labels(tiny_checkpoint, fp32_labels
     assert changed_labels(fp32_labels, labels) > 0
 
 
-def relabelled(run_dir, out, refine: bool = True) -> tuple[dict, dict[str, list]]:
+def relabelled(
+    run_dir, out, refine: bool = True, options: LabelOptions | None = None
+) -> tuple[dict, dict[str, list]]:
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-    options = LabelOptions(percentiles={"toxicity": 10.0})
+    options = options or LabelOptions(percentiles={"toxicity": 10.0})
     manifest = relabel(str(run_dir), str(out), options, runner=FnApiRunner(), refine=refine)
     return manifest, labels_by_id(out)
 
@@ -316,6 +353,20 @@ def test_relabelled_bf16_run_refines_near_new_threshold(fp32_run, bf16_run, tmp_
     assert entry["threshold"] == manifest_threshold(tmp_path / "fp32")
     assert entry["segments"] > 0 and entry["margin_held"]
     assert changed_labels(fp32, bf16) == 0
+
+
+def test_relabel_without_refinement_keeps_refined_labels(bf16_run, tmp_path):
+    # The run's labels came from its refined scores, so relabelling with the same
+    # options reads those and gives the same labels.
+    out, manifest = bf16_run
+    options = LabelOptions(**manifest["config"]["label"])
+
+    _, labels = relabelled(out, tmp_path / "out", refine=False, options=options)
+
+    assert changed_labels(labels_by_id(out), labels) == 0
+    assert manifest_threshold(tmp_path / "out") == manifest_threshold(out)
+    metadata = pq.read_schema(next((tmp_path / "out" / "shards").iterdir())).metadata
+    assert "refined" not in json.loads(metadata[SCHEMA_METADATA_KEY])
 
 
 def test_relabel_without_refinement_loads_no_model(bf16_run, tmp_path, monkeypatch):
