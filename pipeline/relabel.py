@@ -222,4 +222,5 @@ def _claim_record(run_dir: str, config: dict, refined: list[str]) -> dict:
         "config": config,
         "relabelled_from": run_dir,
         "source_fingerprint": source,
+        "refined_scorers": refined,
     }

@@ -39,7 +39,8 @@ def describe_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) 
     """Describe each difference between two run records, such as '--dedup: was "none", now "exact"'.
 
     A record has the run's `config` (`RunConfig.to_dict()`) and, where known,
-    its `command`, `scorer_names`, `relabelled_from` and `source_fingerprint`.
+    its `command`, `scorer_names`, `relabelled_from`, `source_fingerprint` and
+    `refined_scorers`.
     Returns an empty list when no recorded field differs, for example when the
     stored record comes from an older version that recorded less.
     """
@@ -70,6 +71,14 @@ def describe_differences(stored: Mapping[str, Any], current: Mapping[str, Any]) 
     # INPUTS first, because a changed input pattern explains the other differences.
     changed.sort(key=lambda item: (item[0] != OPTION_NAMES["inputs"], item[0]))
     differences.extend(_difference(*item) for item in changed)
+    if _both_differ(stored, current, "refined_scorers"):
+        differences.append(
+            _difference(
+                "scorers refined in fp32 (--refine, --no-refine)",
+                stored["refined_scorers"],
+                current["refined_scorers"],
+            )
+        )
 
     if not differences and _both_differ(stored, current, "scorer_names"):
         differences.append(

@@ -369,6 +369,15 @@ def test_relabel_without_refinement_keeps_refined_labels(bf16_run, tmp_path):
     assert "refined" not in json.loads(metadata[SCHEMA_METADATA_KEY])
 
 
+def test_relabel_conflict_names_refine_option(bf16_run, tmp_path):
+    from pipeline.run import OutputConflictError
+
+    relabelled(bf16_run[0], tmp_path / "out", refine=False)
+
+    with pytest.raises(OutputConflictError, match=r"--no-refine\): was \[\], now "):
+        relabelled(bf16_run[0], tmp_path / "out")
+
+
 def test_relabel_without_refinement_loads_no_model(bf16_run, tmp_path, monkeypatch):
     from scorers.toxicity import DetoxifyToxicityScorer
 
