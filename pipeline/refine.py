@@ -7,7 +7,9 @@ again, with the scorer at full precision (`scorers.base.Refinement`), every
 segment whose log-odds lie within the scorer's margin of its threshold. Shards
 with such segments are written again under OUT/refined/ with the new scores.
 The thresholds are then taken anew from the refined shards, and the labels
-from them.
+from them. With ``--token-mode bucket`` the bucket edges decide tokens as the
+threshold decides labels, so segments near an edge are refined as well, and
+everything below about the threshold holds for each edge.
 
 Why the labels then equal those of a full-precision run: let every score move
 by at most `e` log-odds, let the threshold taken from the reduced scores be t0
@@ -20,11 +22,14 @@ percentile, and every label matches.
 The pass cannot know `e` for the segments it leaves alone, so it checks the
 condition on those it refines, which are the ones nearest the threshold: the
 manifest records the largest change seen and the threshold's move, and a
-warning asks for a wider margin when their sum exceeds it.
+warning asks for a wider margin when their sum exceeds it. When no segment lies
+within the margin, nothing is measured, so the check is recorded as not made
+(``margin_held`` null) and a warning says so.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import math
@@ -60,6 +65,22 @@ def log_odds(score: float) -> float:
 def near_threshold(score: Score, threshold: float, margin: float) -> bool:
     """Check whether a score lies within `margin` log-odds of the threshold."""
     return score is not None and abs(log_odds(score) - log_odds(threshold)) <= margin
+
+
+def cut_log_odds(entry: Mapping) -> list[float]:
+    """Return the sorted log-odds of a plan entry's threshold and bucket edges."""
+    cuts = [entry["threshold"], *entry.get("bucket_edges", ())]
+    return sorted(log_odds(cut) for cut in cuts)
+
+
+def near_cut(score: Score, cuts: Sequence[float], margin: float) -> bool:
+    """Check whether a score lies within `margin` log-odds of any of the sorted `cuts`."""
+    if score is None or not cuts:
+        return False
+    value = log_odds(score)
+    index = bisect.bisect_left(cuts, value)
+    neighbours = cuts[max(index - 1, 0) : index + 1]
+    return any(abs(value - cut) <= margin for cut in neighbours)
 
 
 @dataclass
@@ -113,14 +134,23 @@ class RefinedShard:
 
 
 def refine_plan(
-    refinements: Mapping[str, Refinement], thresholds: Mapping[str, float | None]
-) -> dict[str, dict[str, float]]:
-    """Return {scorer name: {threshold, margin}} for the refined scorers that have a threshold."""
-    return {
-        name: {"threshold": thresholds[name], "margin": refinement.margin}
-        for name, refinement in refinements.items()
-        if thresholds.get(name) is not None
-    }
+    refinements: Mapping[str, Refinement],
+    thresholds: Mapping[str, float | None],
+    bucket_edges: Mapping[str, Sequence[float]] | None = None,
+) -> dict[str, dict]:
+    """Return {scorer name: {threshold, margin}} for the refined scorers that have a threshold.
+
+    With `bucket_edges` (``--token-mode bucket``), each entry also lists the
+    scorer's bucket edges, which are refined around as the threshold is.
+    """
+    plan = {}
+    for name, refinement in refinements.items():
+        if thresholds.get(name) is None:
+            continue
+        plan[name] = {"threshold": thresholds[name], "margin": refinement.margin}
+        if bucket_edges is not None:
+            plan[name]["bucket_edges"] = list(bucket_edges.get(name, []))
+    return plan
 
 
 class RefineShardFn(beam.DoFn):
@@ -145,9 +175,12 @@ class RefineShardFn(beam.DoFn):
         self._set_up = set()
 
     def process(
-        self, scored: ShardResult, thresholds: Mapping[str, float | None]
+        self,
+        scored: ShardResult,
+        thresholds: Mapping[str, float | None],
+        bucket_edges: Mapping[str, Sequence[float]] | None = None,
     ) -> Iterator[RefinedShard]:
-        plan = refine_plan(self.refinements, thresholds)
+        plan = refine_plan(self.refinements, thresholds, bucket_edges)
         marker = marker_path(self.output_dir, REFINE_STAGE, scored.name)
         if files.exists(marker):
             stored = files.read_json(marker)
@@ -200,11 +233,12 @@ class RefineShardFn(beam.DoFn):
 
 
 def _near_in_batch(data: Mapping[str, list], column: str, entry: Mapping, first_row: int) -> dict:
-    """Return {(row, segment index): segment} for one scorer's segments near its threshold."""
+    """Return {(row, segment index): segment} for one scorer's segments near a cut point."""
     near = {}
+    cuts = cut_log_odds(entry)
     for offset, scores in enumerate(data[column]):
         for index, score in enumerate(scores or ()):
-            if near_threshold(score, entry["threshold"], entry["margin"]):
+            if near_cut(score, cuts, entry["margin"]):
                 near[(first_row + offset, index)] = data["segments"][offset][index]
     return near
 
@@ -259,56 +293,105 @@ def refinement_summary(
     stats: Mapping[str, RefineStats],
     thresholds: Mapping[str, float | None],
     aliases: Mapping[str, str],
+    bucket_edges: Mapping[str, Sequence[float]] | None = None,
 ) -> dict[str, dict]:
     """Return the manifest's ``refinement`` section, with the check of each margin.
 
+    ``margin_held`` is None when no segment was refined, because then no change
+    was measured to check the margin against.
+
     Args:
-        plan: the refine plan: thresholds before refinement, and margins.
+        plan: the refine plan: thresholds (and bucket edges) before refinement, and margins.
         stats: merged RefineStats per scorer.
         thresholds: the final thresholds, taken from the refined scores.
         aliases: scorer name -> alias, for the option named in warnings.
+        bucket_edges: the final bucket edges, for a plan with bucket edges.
     """
     summary = {}
     for name, entry in plan.items():
         value = stats.get(name, RefineStats())
         final = thresholds.get(name)
-        move = abs(log_odds(final) - log_odds(entry["threshold"])) if final is not None else 0.0
+        move = _move(entry["threshold"], final) if final is not None else 0.0
         summary[name] = {
             "alias": aliases.get(name, name),
             "margin": entry["margin"],
             "threshold_before": entry["threshold"],
             "threshold": final,
             "threshold_move": move,
+        }
+        if "bucket_edges" in entry:
+            edges = list((bucket_edges or {}).get(name, []))
+            summary[name]["bucket_edges_before"] = entry["bucket_edges"]
+            summary[name]["bucket_edges"] = edges
+            summary[name]["bucket_edges_move"] = max(
+                map(_move, entry["bucket_edges"], edges), default=0.0
+            )
+            move = max(move, summary[name]["bucket_edges_move"])
+        needed = value.max_change + move
+        summary[name] |= {
             "segments": value.segments,
             "max_change": value.max_change,
-            "margin_needed": value.max_change + move,
-            "margin_held": value.max_change + move <= entry["margin"],
+            "margin_needed": needed,
+            "margin_held": needed <= entry["margin"] if value.segments else None,
         }
     return summary
 
 
+def _move(before: float, after: float) -> float:
+    return abs(log_odds(after) - log_odds(before))
+
+
 def refinement_lines(summary: Mapping[str, Mapping]) -> list[str]:
     """Return one line per refined scorer: segments scored again, and the margin's check."""
-    return [
-        f"{name}: {entry['segments']} segment(s) near the threshold scored again at full "
-        f"precision; largest change {entry['max_change']:.3g} + threshold move "
-        f"{entry['threshold_move']:.3g} log-odds, margin {entry['margin']:g}"
-        for name, entry in summary.items()
-    ]
+    lines = []
+    for name, entry in summary.items():
+        near, move = "the threshold", f"threshold move {entry['threshold_move']:.3g}"
+        if "bucket_edges_move" in entry:
+            near += " or a bucket edge"
+            move += f" (bucket edges {entry['bucket_edges_move']:.3g})"
+        lines.append(
+            f"{name}: {entry['segments']} segment(s) near {near} scored again at full "
+            f"precision; largest change {entry['max_change']:.3g} + {move} log-odds, "
+            f"margin {entry['margin']:g}"
+        )
+    return lines
 
 
 def refinement_warnings(summary: Mapping[str, Mapping]) -> list[str]:
-    """Return one warning per scorer whose margin was narrower than the changes seen."""
+    """Return one warning per scorer whose margin was narrower than the changes seen.
+
+    A scorer with no segment within its margin gets a warning too, because its
+    margin was not checked.
+    """
     warnings = []
     for name, entry in summary.items():
-        if entry["margin_held"]:
-            continue
-        warnings.append(
-            f"{name}: scoring again at full precision changed log-odds by up to "
-            f"{entry['max_change']:.3g} and moved the threshold by {entry['threshold_move']:.3g}, "
-            f"more than the margin {entry['margin']:g}, so labels of segments farther from "
-            "the threshold may differ from a full-precision run. Rerun with a wider margin, "
-            f"such as --scorer-option {entry['alias']}.refine_margin="
-            f"{2 * entry['margin_needed']:.2g}"
-        )
+        if entry["margin_held"] is None:
+            warnings.append(_unchecked_warning(name, entry))
+        elif not entry["margin_held"]:
+            warnings.append(_narrow_warning(name, entry))
     return warnings
+
+
+def _narrow_warning(name: str, entry: Mapping) -> str:
+    moved = f"moved the threshold by {entry['threshold_move']:.3g}"
+    if "bucket_edges_move" in entry:
+        moved += f" and the bucket edges by up to {entry['bucket_edges_move']:.3g}"
+    return (
+        f"{name}: scoring again at full precision changed log-odds by up to "
+        f"{entry['max_change']:.3g} and {moved}, more than the margin {entry['margin']:g}, "
+        "so labels of segments farther from the threshold may differ from a full-precision "
+        "run. Rerun with a wider margin, such as --scorer-option "
+        f"{entry['alias']}.refine_margin={2 * entry['margin_needed']:.2g}"
+    )
+
+
+def _unchecked_warning(name: str, entry: Mapping) -> str:
+    cuts = f"the threshold {entry['threshold']:.6g}"
+    if entry.get("bucket_edges"):
+        cuts += " or a bucket edge"
+    return (
+        f"{name}: no segment scored within the margin {entry['margin']:g} (log-odds) of "
+        f"{cuts}, so no score was refined and the margin could not be checked. Labels "
+        "equal a full-precision run only if reduced precision moved no score across it; "
+        f"to check, rerun with a wider --scorer-option {entry['alias']}.refine_margin"
+    )

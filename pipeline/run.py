@@ -517,14 +517,19 @@ def build_refine_stages(
         )
     )
     unrefined = {name: rules[name] for name in refinements}
-    thresholds = (
+    # The thresholds and, in bucket mode, the bucket edges of the unrefined scores.
+    cuts = (
         pipeline
         | "RefineTrigger" >> beam.Create([None])
         | "RefineThresholds"
-        >> beam.Map(_chosen_thresholds, unrefined, quantiles=beam.pvalue.AsDict(quantiles))
+        >> beam.Map(plan_labels, unrefined, job, quantiles=beam.pvalue.AsDict(quantiles))
     )
+    thresholds = cuts | "RefineCutThresholds" >> beam.Map(lambda plan: plan["thresholds"])
+    edges = cuts | "RefineCutEdges" >> beam.Map(_refined_bucket_edges, job.options.token_mode)
     refined = scored | "Refine" >> beam.ParDo(
-        RefineShardFn(job.output_dir, refinements), thresholds=beam.pvalue.AsSingleton(thresholds)
+        RefineShardFn(job.output_dir, refinements),
+        thresholds=beam.pvalue.AsSingleton(thresholds),
+        bucket_edges=beam.pvalue.AsSingleton(edges),
     )
     stats = (
         refined
@@ -532,18 +537,20 @@ def build_refine_stages(
         | "MergeRefineStats" >> beam.CombineGlobally(merge_refine_stats)
         | "RefinePlan"
         >> beam.Map(
-            lambda merged, thresholds: {
-                "plan": refine_plan(refinements, thresholds),
+            lambda merged, thresholds, edges: {
+                "plan": refine_plan(refinements, thresholds, edges),
                 "stats": merged,
             },
             thresholds=beam.pvalue.AsSingleton(thresholds),
+            edges=beam.pvalue.AsSingleton(edges),
         )
     )
     return refined | "RefinedShards" >> beam.Map(lambda shard: shard.shard), stats
 
 
-def _chosen_thresholds(_: None, rules: dict, quantiles: dict) -> dict[str, float | None]:
-    return {name: choose_threshold(rule, quantiles.get(name, [])) for name, rule in rules.items()}
+def _refined_bucket_edges(plan: dict, token_mode: str) -> dict[str, list[float]] | None:
+    """Return the plan's bucket edges in bucket mode, where tokens depend on them; else None."""
+    return plan["bucket_edges"] if token_mode == "bucket" else None
 
 
 def plan_labels(
@@ -609,7 +616,7 @@ def write_run_files(
     if refined is not None:
         aliases = {scorer["name"]: scorer["alias"] for scorer in manifest["scorers"]}
         manifest["refinement"] = refinement_summary(
-            refined["plan"], refined["stats"], plan["thresholds"], aliases
+            refined["plan"], refined["stats"], plan["thresholds"], aliases, plan["bucket_edges"]
         )
     if "relabelled_from" in summary:
         manifest["relabelled_from"] = summary["relabelled_from"]

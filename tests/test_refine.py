@@ -13,6 +13,7 @@ from pipeline.refine import (
     RefineShardFn,
     RefineStats,
     log_odds,
+    near_cut,
     near_threshold,
     refine_scores,
     refinement_lines,
@@ -185,6 +186,43 @@ def test_new_threshold_without_near_segments_removes_old_copy(shard, tmp_path):
     assert not (tmp_path / "out" / "refined" / "s.parquet").exists()
 
 
+def test_segment_near_bucket_edge_is_refined(shard, tmp_path):
+    # "other " (0.95) lies far from the threshold 0.5 but near the bucket edge 0.949.
+    exact = TableScorer({"near ": 0.47, "close ": 0.52, "other ": 0.93})
+    fn = refine_fn(tmp_path / "out", exact)
+
+    [result] = fn.process(shard, {NAME: 0.5}, {NAME: [0.2, 0.949]})
+
+    assert sorted(exact.scored) == ["close ", "near ", "other "]
+    column = pq.read_table(result.shard.path).column(score_column(NAME)).to_pylist()
+    assert column == [[0.1, 0.47], [0.93], [0.52, None]]
+    stored = json.loads(pq.read_schema(result.shard.path).metadata[SCHEMA_METADATA_KEY])
+    assert stored["refined"][NAME]["bucket_edges"] == [0.2, 0.949]
+
+
+def test_new_bucket_edges_refine_again(shard, tmp_path):
+    refine_once(tmp_path / "out", shard, TableScorer({"near ": 0.47, "close ": 0.52}), {NAME: 0.5})
+    exact = TableScorer({"near ": 0.47, "close ": 0.52, "other ": 0.93})
+
+    result = refine_once(tmp_path / "out", shard, exact, {NAME: 0.5}, {NAME: [0.949]})
+
+    assert "other " in exact.scored
+    column = pq.read_table(result.shard.path).column(score_column(NAME)).to_pylist()
+    assert column == [[0.1, 0.47], [0.93], [0.52, None]]
+
+
+def test_near_cut_checks_nearest_cuts():
+    cuts = sorted(log_odds(cut) for cut in (0.2, 0.5, 0.9))
+
+    assert near_cut(0.51, cuts, 0.1)
+    assert near_cut(0.21, cuts, 0.1)
+    assert near_cut(0.905, cuts, 0.1)
+    assert not near_cut(0.7, cuts, 0.1)
+    assert not near_cut(0.05, cuts, 0.1)
+    assert not near_cut(None, cuts, 10.0)
+    assert not near_cut(0.5, [], 10.0)
+
+
 def test_relabel_reads_refined_copies_of_scored_shards(tmp_path):
     from pipeline.relabel import find_scored_shards
 
@@ -249,6 +287,57 @@ def test_summary_line_gives_segments_and_check():
 
     assert line.startswith(f"{NAME}: 5 segment(s) near the threshold scored again")
     assert "largest change 0.05 + threshold move 0.04 log-odds, margin 0.1" in line
+
+
+def test_summary_line_names_bucket_edge_move():
+    plan = {NAME: {"threshold": 0.5, "margin": 0.1, "bucket_edges": [0.6]}}
+    stats = {NAME: RefineStats(segments=5, max_change=0.01)}
+
+    [line] = refinement_lines(
+        refinement_summary(plan, stats, {NAME: 0.5}, {NAME: "table"}, {NAME: [0.65]})
+    )
+
+    assert "near the threshold or a bucket edge scored again" in line
+    assert "threshold move 0 (bucket edges 0.214) log-odds" in line
+
+
+def test_summary_counts_bucket_edge_move():
+    plan = {NAME: {"threshold": 0.5, "margin": 0.1, "bucket_edges": [0.3, 0.6]}}
+    stats = {NAME: RefineStats(segments=5, max_change=0.01)}
+
+    entry = refinement_summary(plan, stats, {NAME: 0.5}, {NAME: "table"}, {NAME: [0.3, 0.62]})[NAME]
+
+    edge_move = log_odds(0.62) - log_odds(0.6)
+    assert entry["threshold_move"] == 0.0
+    assert entry["bucket_edges_before"] == [0.3, 0.6]
+    assert entry["bucket_edges"] == [0.3, 0.62]
+    assert entry["bucket_edges_move"] == pytest.approx(edge_move)
+    assert entry["margin_needed"] == pytest.approx(0.01 + edge_move)
+    assert entry["margin_held"]
+
+
+def test_bucket_edge_move_beyond_margin_warns():
+    plan = {NAME: {"threshold": 0.5, "margin": 0.1, "bucket_edges": [0.6]}}
+    stats = {NAME: RefineStats(segments=5, max_change=0.01)}
+
+    summary_ = refinement_summary(plan, stats, {NAME: 0.5}, {NAME: "table"}, {NAME: [0.65]})
+
+    [warning] = refinement_warnings(summary_)
+    assert summary_[NAME]["margin_held"] is False
+    assert "the bucket edges by up to 0.214" in warning
+
+
+def test_nothing_refined_leaves_margin_unchecked():
+    plan = {NAME: {"threshold": 0.5, "margin": 0.1}}
+    stats = {NAME: RefineStats()}
+
+    entry = refinement_summary(plan, stats, {NAME: 0.5}, {NAME: "table"})[NAME]
+
+    [warning] = refinement_warnings({NAME: entry})
+    assert entry["segments"] == 0
+    assert entry["margin_held"] is None
+    assert "could not be checked" in warning
+    assert "--scorer-option table.refine_margin" in warning
 
 
 def test_warning_names_option_and_wider_margin():
@@ -353,6 +442,27 @@ def test_relabelled_bf16_run_refines_near_new_threshold(fp32_run, bf16_run, tmp_
     assert entry["threshold"] == manifest_threshold(tmp_path / "fp32")
     assert entry["segments"] > 0 and entry["margin_held"]
     assert changed_labels(fp32, bf16) == 0
+
+
+def texts_by_id(out) -> dict[str, str]:
+    table = pq.read_table(out / "shards", columns=["id", "text"])
+    return dict(zip(table["id"].to_pylist(), table["text"].to_pylist(), strict=True))
+
+
+def test_relabelled_bf16_bucket_tokens_equal_fp32(fp32_run, bf16_run, tmp_path):
+    # Bucket tokens depend on the bucket edges as labels depend on the threshold.
+    options = LabelOptions(token_mode="bucket")
+    relabelled(fp32_run, tmp_path / "fp32", options=options)
+
+    manifest, _ = relabelled(bf16_run[0], tmp_path / "bf16", options=options)
+
+    entry = manifest["refinement"]["toxicity_detoxify_v1"]
+    fp32_table = json.loads((tmp_path / "fp32" / "thresholds.json").read_text(encoding="utf-8"))
+    # fp32 scores of the same segment differ in the last bit between batches.
+    expected = fp32_table["toxicity_detoxify_v1"]["bucket_edges"]
+    assert entry["bucket_edges"] == pytest.approx(expected, rel=1e-6)
+    assert entry["margin_held"]
+    assert texts_by_id(tmp_path / "bf16") == texts_by_id(tmp_path / "fp32")
 
 
 def test_relabel_without_refinement_keeps_refined_labels(bf16_run, tmp_path):
