@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 
 from pipeline import files
-from pipeline.score_stage import METRICS_NAMESPACE, ShardResult
+from pipeline.score_stage import METRICS_NAMESPACE, SCORER_SETUPS, ShardResult
 from pipeline.shards import REFINED_DIR, ParquetShardWriter, iter_shard_batches, marker_path
 from schemas.output import SCHEMA_METADATA_KEY, score_column
 from scorers.base import Refinement, Score
@@ -228,6 +228,7 @@ class RefineShardFn(beam.DoFn):
         if name not in self._set_up:
             exact.setup()
             self._set_up.add(name)
+            Metrics.counter(METRICS_NAMESPACE, SCORER_SETUPS).inc()
         scores = exact.score_segments(list(positions.values()))
         return dict(zip(positions, scores, strict=True))
 

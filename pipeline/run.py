@@ -35,6 +35,7 @@ from pipeline.phf_layout import MergeFieldKinds, meta_fields, shard_field_kinds
 from pipeline.read import list_input_files
 from pipeline.refine import (
     REFINE_STAGE,
+    REFINED_SHARDS_SKIPPED,
     RefineShardFn,
     merge_refine_stats,
     refine_plan,
@@ -797,13 +798,17 @@ def idle_workers_warning(options: PipelineOptions, input_files: int) -> str | No
 
 
 def log_work_done(result: PipelineResult) -> None:
-    """Log how often scorer models were loaded and how many completed shards were skipped."""
+    """Log how often scorer models were loaded and how many completed shards were skipped.
+
+    The loads include those of the full-precision scorers of the refinement pass.
+    """
     counters = work_counters(result)
     logger.info(
-        "scorer models were loaded %d time(s); %d scored and %d labelled shard(s) were "
-        "complete already and were skipped",
+        "scorer models were loaded %d time(s); %d scored, %d refined and %d labelled "
+        "shard(s) were complete already and were skipped",
         counters.get(SCORER_SETUPS, 0),
         counters.get(SCORED_SHARDS_SKIPPED, 0),
+        counters.get(REFINED_SHARDS_SKIPPED, 0),
         counters.get(LABELLED_SHARDS_SKIPPED, 0),
     )
 

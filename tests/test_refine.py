@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.refine import (
+    REFINED_SHARDS_SKIPPED,
     RefinedShard,
     RefineShardFn,
     RefineStats,
@@ -22,7 +23,7 @@ from pipeline.refine import (
 )
 from pipeline.relabel import relabel
 from pipeline.run import run
-from pipeline.score_stage import ShardResult
+from pipeline.score_stage import SCORER_SETUPS, ShardResult
 from pipeline.shards import ParquetShardWriter
 from schemas.config import LabelOptions, RunConfig
 from schemas.output import SCHEMA_METADATA_KEY, score_column, scored_schema
@@ -221,6 +222,31 @@ def test_near_cut_checks_nearest_cuts():
     assert not near_cut(0.05, cuts, 0.1)
     assert not near_cut(None, cuts, 10.0)
     assert not near_cut(0.5, [], 10.0)
+
+
+def run_refine_pipeline(out, shard: ShardResult, exact: TableScorer) -> dict[str, int]:
+    """Refine one shard at threshold 0.5 in a Beam pipeline; return the pipeline's counters."""
+    import apache_beam as beam
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    from pipeline.run import work_counters
+
+    fn = RefineShardFn(str(out), {NAME: Refinement(exact, 0.1)})
+    with beam.Pipeline(runner=FnApiRunner()) as pipeline:
+        _ = pipeline | beam.Create([shard]) | beam.ParDo(fn, thresholds={NAME: 0.5})
+    return work_counters(pipeline.result)
+
+
+def test_refine_counts_model_loads_and_skipped_shards(shard, tmp_path):
+    exact = TableScorer({"near ": 0.47, "close ": 0.52})
+
+    first = run_refine_pipeline(tmp_path / "out", shard, exact)
+    second = run_refine_pipeline(tmp_path / "out", shard, exact)
+
+    assert first.get(SCORER_SETUPS) == 1
+    assert first.get(REFINED_SHARDS_SKIPPED, 0) == 0
+    assert second.get(SCORER_SETUPS, 0) == 0
+    assert second.get(REFINED_SHARDS_SKIPPED) == 1
 
 
 def test_relabel_reads_refined_copies_of_scored_shards(tmp_path):
