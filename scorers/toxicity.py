@@ -250,6 +250,12 @@ class DetoxifyToxicityScorer(Scorer):
     def refinement(self) -> Refinement | None:
         """Return the fp32 scorer that refines reduced-precision scores near a threshold."""
         if not self.refine_margin:
+            if self.options.get("refine_margin"):
+                logger.warning(
+                    "toxicity refine_margin %s is ignored, because precision fp32 computes "
+                    "exact scores; it applies to precision bf16 or int8, or fp16",
+                    self.options["refine_margin"],
+                )
             return None
         exact_options = {
             key: value

@@ -560,6 +560,13 @@ def test_toxicity_exact_or_unrefined_has_no_refinement(options):
     assert DetoxifyToxicityScorer(**options).refinement() is None
 
 
+def test_toxicity_refine_margin_in_fp32_warns(caplog):
+    from scorers.toxicity import DetoxifyToxicityScorer
+
+    assert DetoxifyToxicityScorer(refine_margin=0.1).refinement() is None
+    assert "toxicity refine_margin 0.1 is ignored" in caplog.text
+
+
 @pytest.mark.parametrize("value", [-0.1, "wide", True, float("nan"), float("inf")])
 def test_toxicity_invalid_refine_margin(value):
     from scorers.base import ScorerConfigError
