@@ -574,3 +574,22 @@ def test_toxicity_invalid_refine_margin(value):
 
     with pytest.raises(ScorerConfigError, match="invalid toxicity refine_margin"):
         DetoxifyToxicityScorer(precision="bf16", refine_margin=value)
+
+
+def test_relabel_without_model_names_no_refine(tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from scorers.testing import write_detoxify_checkpoint
+
+    checkpoint = write_detoxify_checkpoint(tmp_path / "model", size="tiny", seed=0)
+    toxicity_run(checkpoint, tmp_path / "run", precision="bf16")
+    shutil.rmtree(checkpoint[1])
+
+    result = CliRunner().invoke(app, ["label", str(tmp_path / "run"), str(tmp_path / "out")])
+
+    assert result.exit_code == 1
+    assert "hf_dir" in result.output
+    assert "pass --no-refine" in result.output

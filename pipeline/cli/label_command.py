@@ -9,7 +9,7 @@ import typer
 from pipeline.cli.app import UsageError, app, check_beam_args, fail, local_runner, verbosity
 from pipeline.cli.interrupt import ExitOnInterrupt
 from pipeline.cli.label_options import with_label_options
-from pipeline.cli.run_command import print_summary, write_report
+from pipeline.cli.run_command import fail_on_scorer_setup, print_summary, write_report
 from schemas.config import LabelOptions
 
 
@@ -77,7 +77,15 @@ def label_command(
                 overwrite,
                 refine,
             )
-        except (OutputConflictError, ValueError) as error:
+        except OutputConflictError as error:
             fail(str(error), 2)
+        except Exception as error:
+            # The only models relabelling loads are those of the refinement pass, whose
+            # setup errors (ScorerConfigError is a ValueError) exit with 1 and a hint.
+            hint = " (to label from the stored scores without the model, pass --no-refine)"
+            fail_on_scorer_setup(error, hint if refine else "")
+            if isinstance(error, ValueError):
+                fail(str(error), 2)
+            raise
         report_path = write_report(output_dir) if report else None
         print_summary(output_dir, manifest, report_path)

@@ -206,8 +206,8 @@ def execute(
 _SETUP_ERROR_LINE = re.compile(rf"\b(?:{'|'.join(SCORER_SETUP_ERRORS)}): (.+)")
 
 
-def fail_on_scorer_setup(error: BaseException) -> None:
-    """Exit with code 1 and one line when `error` comes from a scorer's setup.
+def fail_on_scorer_setup(error: BaseException, hint: str = "") -> None:
+    """Exit with code 1 and one line, `hint` appended, when `error` comes from a scorer's setup.
 
     Beam wraps an exception raised in a worker, sometimes keeping only its text, so
     the chain of causes is searched first, and then the message.
@@ -217,11 +217,11 @@ def fail_on_scorer_setup(error: BaseException) -> None:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if type(current).__name__ in SCORER_SETUP_ERRORS:
-            fail(_first_line(str(current)) or type(current).__name__, 1)
+            fail((_first_line(str(current)) or type(current).__name__) + hint, 1)
         current = current.__cause__ or current.__context__
     found = _SETUP_ERROR_LINE.search(str(error))
     if found:
-        fail(_first_line(found.group(1)), 1)
+        fail(_first_line(found.group(1)) + hint, 1)
 
 
 def _first_line(message: str) -> str:
