@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         common = [
             "--scorers", "toxicity", "--toxicity-checkpoint", str(checkpoint),
             "--toxicity-hf-dir", str(hf_dir), "--toxicity-threads", str(args.threads),
-            "--toxicity-device", "cpu", "--runner", "DirectRunner", "--overwrite",
+            "--toxicity-device", args.device, "--runner", "DirectRunner", "--overwrite",
         ]  # fmt: skip
         runs = {}
         for name, options in _variants(args.precisions):
@@ -151,6 +151,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=["bf16", "int8"],
         help="reduced precisions to run, comma-separated",
     )
+    parser.add_argument("--device", default="cpu", help="torch device of the scorer")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each variant")
     parser.add_argument("--json", help="also write the times and refinement sections here")
     return parser.parse_args(argv)
