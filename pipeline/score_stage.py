@@ -100,10 +100,11 @@ class ScoreFileFn(beam.DoFn):
         self._torn_down = False
 
     def setup(self) -> None:
+        # The models are loaded by the first shard that needs scoring, so that a resumed
+        # run whose shards are all complete loads none.
         self._torn_down = False
         self._scorer = DocumentScorer(self.scorers, self.config.segment, self.config.fail_fast)
-        self._scorer.setup()
-        self._setup_counted = False
+        self._models_loaded = False
         if self.progress_dir:
             self._progress = ProgressWriter(self.progress_dir)
 
@@ -117,15 +118,12 @@ class ScoreFileFn(beam.DoFn):
         # flag is set first, so `_write_shard` cannot complete a shard whose
         # documents were scored after the models were released.
         self._torn_down = True
-        if self._scorer is not None:
+        if self._scorer is not None and self._models_loaded:
             self._scorer.teardown()
+            self._models_loaded = False
 
     def process(self, element: tuple[str, Mapping[int, DocumentKey]]) -> Iterator[ShardResult]:
         input_file, duplicates = element
-        if not self._setup_counted:
-            # Counted here because Beam keeps no counters during setup.
-            Metrics.counter(METRICS_NAMESPACE, SCORER_SETUPS).inc()
-            self._setup_counted = True
         for index, items in _chunks(input_file, self.config):
             name = shard_name(input_file, index)
             marker = marker_path(self.config.output_dir, SCORE_STAGE, name)
@@ -135,11 +133,24 @@ class ScoreFileFn(beam.DoFn):
                 self._add_progress(completed.counts.get("documents_read", 0), completed.counts)
                 yield completed
                 continue
+            self._load_models()
             result = self._write_shard(name, items, duplicates)
             stored = {"name": name, "path": result.path, "counts": result.counts}
             files.write_json(marker, stored | {"damaged_inputs": result.damaged_inputs})
             _report(result.counts)
             yield result
+
+    def _load_models(self) -> None:
+        if self._models_loaded:
+            return
+        if self._torn_down:
+            raise WorkerShutdownError(
+                "the worker is shutting down, so its scorers are not loaded again; the "
+                "remaining shards are left for a rerun"
+            )
+        self._scorer.setup()
+        self._models_loaded = True
+        Metrics.counter(METRICS_NAMESPACE, SCORER_SETUPS).inc()
 
     def _write_shard(
         self,

@@ -147,3 +147,14 @@ def test_idle_workers_warning(beam_args, input_files, idle):
     else:
         assert f"{idle} worker(s) will have nothing to do" in message
         assert message.startswith(f"{input_files} input file(s) for ")
+
+
+def test_rerun_of_scored_shards_loads_no_model(corpus, tmp_path):
+    out = tmp_path / "out"
+    run_pipeline(config(corpus, out), build_pipeline, runner=FnApiRunner())
+
+    result = run_pipeline(config(corpus, out), build_pipeline, runner=FnApiRunner())
+
+    counters = work_counters(result)
+    assert counters.get("scorer_setups", 0) == 0
+    assert counters["scored_shards_skipped"] >= INPUT_FILES
