@@ -20,11 +20,11 @@ ones then order the same way around t, so t is also the exact scores'
 percentile, and every label matches.
 
 The pass cannot know `e` for the segments it leaves alone, so it checks the
-condition on those it refines, which are the ones nearest the threshold: the
+condition on those it refines, which are the ones nearest the threshold. The
 manifest records the largest change seen and the threshold's move, and a
-warning asks for a wider margin when their sum exceeds it. When no segment lies
+warning names a wider margin when their sum exceeds it. When no segment lies
 within the margin, nothing is measured, so the check is recorded as not made
-(``margin_held`` null) and a warning says so.
+(``margin_held`` null) and a warning is logged.
 """
 
 from __future__ import annotations
@@ -37,12 +37,19 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import apache_beam as beam
+import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 
 from pipeline import files
 from pipeline.score_stage import METRICS_NAMESPACE, SCORER_SETUPS, ShardResult
-from pipeline.shards import REFINED_DIR, ParquetShardWriter, iter_shard_batches, marker_path
+from pipeline.shards import (
+    REFINED_DIR,
+    SHARD_BATCH_ROWS,
+    ParquetShardWriter,
+    iter_shard_batches,
+    marker_path,
+)
 from schemas.output import SCHEMA_METADATA_KEY, score_column
 from scorers.base import Refinement, Score
 
@@ -64,7 +71,7 @@ def log_odds(score: float) -> float:
 
 def near_threshold(score: Score, threshold: float, margin: float) -> bool:
     """Check whether a score lies within `margin` log-odds of the threshold."""
-    return score is not None and abs(log_odds(score) - log_odds(threshold)) <= margin
+    return near_cut(score, [log_odds(threshold)], margin)
 
 
 def cut_log_odds(entry: Mapping) -> list[float]:
@@ -85,7 +92,7 @@ def near_cut(score: Score, cuts: Sequence[float], margin: float) -> bool:
 
 @dataclass
 class RefineStats:
-    """What refinement did for one scorer.
+    """Counts of one scorer's refinement.
 
     Attributes:
         segments: segments scored again at full precision.
@@ -215,9 +222,8 @@ class RefineShardFn(beam.DoFn):
         columns = ["segments", *(score_column(name) for name in plan)]
         row = 0
         for batch in iter_shard_batches(path, columns=columns):
-            data = batch.to_pydict()
             for name, entry in plan.items():
-                near[name].update(_near_in_batch(data, score_column(name), entry, row))
+                near[name].update(_near_in_batch(batch, score_column(name), entry, row))
             row += batch.num_rows
         return near
 
@@ -233,14 +239,18 @@ class RefineShardFn(beam.DoFn):
         return dict(zip(positions, scores, strict=True))
 
 
-def _near_in_batch(data: Mapping[str, list], column: str, entry: Mapping, first_row: int) -> dict:
-    """Return {(row, segment index): segment} for one scorer's segments near a cut point."""
+def _near_in_batch(batch: pa.RecordBatch, column: str, entry: Mapping, first_row: int) -> dict:
+    """Return {(row, segment index): segment} for one scorer's segments near a cut point.
+
+    Only the segments near are converted to Python strings, because they are few.
+    """
     near = {}
     cuts = cut_log_odds(entry)
-    for offset, scores in enumerate(data[column]):
+    segments = batch.column("segments")
+    for offset, scores in enumerate(batch.column(column).to_pylist()):
         for index, score in enumerate(scores or ()):
             if near_cut(score, cuts, entry["margin"]):
-                near[(first_row + offset, index)] = data["segments"][offset][index]
+                near[(first_row + offset, index)] = segments[offset][index].as_py()
     return near
 
 
@@ -253,21 +263,22 @@ def _write_refined(
 ) -> None:
     """Copy the shard at `source` to `path` with the exact scores put in."""
     with files.open_read(source) as stream:
-        schema = pq.ParquetFile(stream).schema_arrow
-    metadata = json.loads((schema.metadata or {}).get(SCHEMA_METADATA_KEY, b"{}"))
-    metadata["refined"] = dict(plan)
-    writer = ParquetShardWriter(path, schema.remove_metadata(), metadata)
-    row = 0
-    try:
-        for batch in iter_shard_batches(source):
-            columns = batch.to_pydict()
-            for name, replacements in exact.items():
-                _replace_scores(columns[score_column(name)], row, replacements, stats[name])
-            writer.write(columns)
-            row += batch.num_rows
-    except BaseException:
-        writer.abort()
-        raise
+        parquet = pq.ParquetFile(stream)
+        schema = parquet.schema_arrow
+        metadata = json.loads((schema.metadata or {}).get(SCHEMA_METADATA_KEY, b"{}"))
+        metadata["refined"] = dict(plan)
+        writer = ParquetShardWriter(path, schema.remove_metadata(), metadata)
+        row = 0
+        try:
+            for batch in parquet.iter_batches(batch_size=SHARD_BATCH_ROWS):
+                columns = batch.to_pydict()
+                for name, replacements in exact.items():
+                    _replace_scores(columns[score_column(name)], row, replacements, stats[name])
+                writer.write(columns)
+                row += batch.num_rows
+        except BaseException:
+            writer.abort()
+            raise
     writer.close()
 
 

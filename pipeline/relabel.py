@@ -4,10 +4,10 @@ The scored shards (RUN_DIR/scored/, or RUN_DIR/shards/ when scored/ is gone)
 hold every segment and its scores. A scored shard that the run refined is read
 from its copy in RUN_DIR/refined/, which contains the scores the run labelled
 from. Relabelling reads these shards, computes new thresholds and writes new
-shards without loading any scorer or model. The one
-exception is a scorer that the earlier run ran in reduced precision: unless
-`refine` is off, the segments near its new threshold are scored again at full
-precision (`pipeline.refine`), which loads its model.
+shards without loading any scorer or model, with one exception. For a scorer
+that the earlier run ran in reduced precision, the segments near its new
+threshold are scored again at full precision (`pipeline.refine`), which loads
+its model, unless `refine` is off.
 """
 
 from __future__ import annotations

@@ -372,7 +372,8 @@ def build_score_stages(
     """Add duplicate removal and scoring; returns the ShardResult of every scored shard.
 
     The input paths travel in a file under OUT/_progress/, not in the job graph,
-    whose size runners limit (Dataflow to 10 MB): a million paths would exceed it.
+    whose size runners limit. Dataflow's request quotas page sets 10 MB, which a
+    million paths would exceed.
     """
     bands, rows = dedup_bands(config)
     listing = files.join(config.output_dir, PROGRESS_DIR, INPUT_FILES_FILE)

@@ -30,6 +30,8 @@ SHARDS_DIR = "shards"
 REJECTED_DIR = "rejected"
 DUPLICATES_DIR = "duplicates"
 PROGRESS_DIR = "_progress"
+# Rows read from a shard at a time when all its rows pass through Python.
+SHARD_BATCH_ROWS = 1024
 
 
 def shard_stem(input_file: str) -> str:
@@ -59,11 +61,13 @@ def with_refined_copies(output_dir: str, paths: Sequence[str]) -> list[str]:
     The copy contains the scores the run labelled from, so a reader of a finished
     run's scores reads the copy.
     """
-    result = []
-    for path in paths:
-        copy = files.join(output_dir, REFINED_DIR, posixpath.basename(path))
-        result.append(copy if files.exists(copy) else path)
-    return result
+    # One listing of refined/, not one existence check per shard, which on a
+    # bucket would be a request per shard.
+    copies = {
+        posixpath.basename(copy): copy
+        for copy in files.match(files.join(output_dir, REFINED_DIR, "*.parquet"))
+    }
+    return [copies.get(posixpath.basename(path), path) for path in paths]
 
 
 def scored_columns(batch: Sequence[ScoredDocument], scorer_names: Sequence[str]) -> dict:
@@ -185,7 +189,7 @@ def read_shard(path: str, columns: Sequence[str] | None = None) -> pa.Table:
 
 
 def iter_shard_batches(
-    path: str, batch_rows: int = 1024, columns: Sequence[str] | None = None
+    path: str, batch_rows: int = SHARD_BATCH_ROWS, columns: Sequence[str] | None = None
 ) -> Iterator[pa.RecordBatch]:
     """Yield a shard's rows in batches, all columns or only `columns`."""
     with files.open_read(path) as stream:

@@ -37,7 +37,7 @@ class Refinement:
     """How to score again, exactly, the segments whose approximate score lies near a threshold.
 
     A scorer that trades exactness for speed (a model run in reduced precision)
-    returns one from `Scorer.refinement`; the pipeline's refinement pass
+    returns one from `Scorer.refinement`. The pipeline's refinement pass
     (`pipeline.refine`) uses it once the thresholds are known.
 
     Attributes:

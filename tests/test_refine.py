@@ -77,7 +77,8 @@ def write_scored_shard(path, documents: list[dict[str, float | None]]) -> str:
 
 
 def test_log_odds_finite_at_zero_and_one():
-    assert math.isfinite(log_odds(0.0)) and math.isfinite(log_odds(1.0))
+    assert math.isfinite(log_odds(0.0))
+    assert math.isfinite(log_odds(1.0))
     assert log_odds(0.5) == 0.0
     assert log_odds(0.75) == pytest.approx(math.log(3))
 
@@ -140,7 +141,8 @@ def test_refined_shard_skipped_on_rerun(shard, tmp_path):
 
     assert second.shard.path == first.shard.path
     assert vars(second.stats[NAME]) == vars(first.stats[NAME])
-    assert again.setups == 0 and again.scored == []
+    assert again.setups == 0
+    assert again.scored == []
 
 
 def refine_once(out, shard: ShardResult, exact: TableScorer, *side_inputs) -> RefinedShard:
@@ -164,7 +166,7 @@ def test_new_threshold_refines_again(shard, tmp_path):
     assert column == [[0.1, 0.51], [0.96], [0.49, None]]
 
 
-def test_shard_with_nothing_near_is_kept_and_loads_no_model(shard, tmp_path):
+def test_shard_without_near_segments_kept(shard, tmp_path):
     exact = TableScorer({})
 
     [result] = refine_fn(tmp_path / "out", exact).process(shard, {NAME: 0.3})
@@ -428,7 +430,8 @@ def test_bf16_run_labels_equal_fp32_run(fp32_labels, bf16_run):
     out, manifest = bf16_run
 
     entry = manifest["refinement"]["toxicity_detoxify_v1"]
-    assert entry["margin"] == 0.04 and entry["segments"] > 0
+    assert entry["margin"] == 0.04
+    assert entry["segments"] > 0
     assert entry["margin_held"]
     assert changed_labels(fp32_labels, labels_by_id(out)) == 0
 
@@ -466,7 +469,8 @@ def test_relabelled_bf16_run_refines_near_new_threshold(fp32_run, bf16_run, tmp_
 
     entry = manifest["refinement"]["toxicity_detoxify_v1"]
     assert entry["threshold"] == manifest_threshold(tmp_path / "fp32")
-    assert entry["segments"] > 0 and entry["margin_held"]
+    assert entry["segments"] > 0
+    assert entry["margin_held"]
     assert changed_labels(fp32, bf16) == 0
 
 
